@@ -1,0 +1,7 @@
+#!/bin/bash
+# SemPT. Sourced by the scripts of this folder. ImageNet (cross-dataset / domain
+# generalization source) uses the 50-epoch config, as CoOp does for ImageNet.
+TRAINER=SemPT
+DEFAULT_CFG=vit_b16_ep100_ctxv1
+DEFAULT_CFG_IMAGENET=vit_b16_ep50_ctxv1
+source "$(dirname "${BASH_SOURCE[0]}")/../lib.sh"

@@ -1,0 +1,154 @@
+"""Description embeddings ``e_ck``: encoded once per (backbone, text) and cached on disk.
+
+``e_ck = normalize(mean_j normalize(E_T(s_ckj)))`` over the sentences ``s_ckj`` of
+class ``c`` and attribute ``k``. With the frozen text encoder these never change, so
+each sentence is encoded once per backbone and precision and kept in a small cache
+file keyed by the sentence's hash: changing one sentence re-encodes that sentence
+only; a new backbone file (path, size or modification time) gets its own cache.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from pathlib import Path
+from typing import Dict, List, Sequence, Tuple
+
+import torch
+import torch.nn.functional as F
+
+import clip
+
+from .text_encoder import TextEncoder, tokenize
+
+CACHE_ENV = "SEMPT_CACHE_DIR"
+
+
+def default_cache_dir() -> Path:
+    """``$SEMPT_CACHE_DIR/descriptions`` or ``~/.cache/sempt/descriptions``."""
+    return Path(os.environ.get(CACHE_ENV) or "~/.cache/sempt").expanduser() / "descriptions"
+
+
+def backbone_key(backbone: str, checkpoint: Path, dtype: torch.dtype) -> str:
+    """Identity of the text encoder whose outputs are cached.
+
+    Named CLIP models are identified by the SHA-256 in their download URL; a
+    checkpoint file by its resolved path, size and modification time (hashing a
+    335 MB file on every start would cost more than it saves).
+    """
+    if backbone in clip.clip._MODELS:
+        identity = clip.clip._MODELS[backbone].split("/")[-2]
+    else:
+        stat = checkpoint.stat()
+        identity = f"{checkpoint.resolve()}|{stat.st_size}|{stat.st_mtime_ns}"
+    digest = hashlib.sha256(f"{identity}|{dtype}".encode()).hexdigest()[:16]
+    readable = "".join(ch if ch.isalnum() else "-" for ch in Path(backbone).stem)[:40]
+    return f"{readable}-{digest}"
+
+
+def _sentence_key(text: str) -> str:
+    return hashlib.sha1(text.encode("utf-8")).hexdigest()
+
+
+class SentenceEmbeddingCache:
+    """``{sentence hash: fp32 embedding}`` for one backbone, in ``<dir>/<key>.pt``."""
+
+    def __init__(self, directory: Path, key: str) -> None:
+        self.path = Path(directory) / f"{key}.pt"
+        self.entries: Dict[str, torch.Tensor] = {}
+        if self.path.is_file():
+            try:
+                state = torch.load(self.path, map_location="cpu", weights_only=True)
+                self.entries = dict(zip(state["keys"], state["embeddings"].unbind(0)))
+            except Exception as err:  # a damaged cache is rebuilt, never trusted
+                print(f"Ignoring unreadable description cache {self.path} ({err})")
+
+    def lookup(self, texts: Sequence[str]) -> Tuple[List[int], List[str]]:
+        """Indices and texts of the sentences not cached yet."""
+        missing = [(i, t) for i, t in enumerate(texts) if _sentence_key(t) not in self.entries]
+        return [i for i, _ in missing], [t for _, t in missing]
+
+    def add(self, texts: Sequence[str], embeddings: torch.Tensor) -> None:
+        for text, emb in zip(texts, embeddings.detach().float().cpu()):
+            self.entries[_sentence_key(text)] = emb.clone()
+
+    def get(self, texts: Sequence[str]) -> torch.Tensor:
+        return torch.stack([self.entries[_sentence_key(t)] for t in texts])
+
+    def save(self) -> None:
+        """Atomic write (temp file + rename): concurrent runs never see a partial file."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        keys = list(self.entries)
+        state = {"keys": keys, "embeddings": torch.stack([self.entries[k] for k in keys])}
+        fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=self.path.name, suffix=".tmp")
+        os.close(fd)
+        try:
+            torch.save(state, tmp)
+            os.replace(tmp, self.path)
+        finally:
+            if os.path.exists(tmp):
+                os.remove(tmp)
+
+
+def flatten_descriptions(sentences: Sequence[Sequence[Sequence[str]]]) -> Tuple[List[str], torch.Tensor]:
+    """``[class][attribute][j]`` sentences -> flat list and the ``(class, attribute)`` group of each."""
+    texts, groups = [], []
+    n_attr = len(sentences[0]) if sentences else 0
+    for c, per_class in enumerate(sentences):
+        if len(per_class) != n_attr:
+            raise ValueError(f"class {c} has {len(per_class)} attributes, expected {n_attr}")
+        for k, per_attr in enumerate(per_class):
+            for text in per_attr:
+                texts.append(text)
+                groups.append(c * n_attr + k)
+    return texts, torch.tensor(groups, dtype=torch.long)
+
+
+def pool_descriptions(
+    sentence_features: torch.Tensor, groups: torch.Tensor, n_cls: int, n_attr: int
+) -> torch.Tensor:
+    """``e_ck = normalize(mean_j normalize(feature_ckj))`` -> ``(n_cls, n_attr, dim)``."""
+    feats = F.normalize(sentence_features.float(), dim=-1)
+    groups = groups.to(feats.device)
+    summed = torch.zeros(n_cls * n_attr, feats.shape[-1], device=feats.device, dtype=feats.dtype)
+    summed = summed.index_add(0, groups, feats)
+    counts = torch.bincount(groups, minlength=n_cls * n_attr).clamp_min(1).unsqueeze(-1)
+    return F.normalize(summed / counts, dim=-1).view(n_cls, n_attr, -1)
+
+
+@torch.no_grad()
+def encode_descriptions(
+    text_encoder: TextEncoder,
+    sentences: Sequence[Sequence[Sequence[str]]],
+    cache: SentenceEmbeddingCache | None = None,
+) -> torch.Tensor:
+    """Frozen description embeddings ``(n_cls, n_attr, dim)``, fp32, normalised.
+
+    Sentences already in ``cache`` are not encoded again; new ones are added and
+    the cache is saved.
+    """
+    texts, groups = flatten_descriptions(sentences)
+    tokenize(texts)  # fail early, naming the sentence, if one does not fit 77 tokens
+    if cache is None:
+        features = text_encoder.encode_text(texts).float().cpu()
+    else:
+        _, missing = cache.lookup(texts)
+        if missing:
+            print(f"Encoding {len(missing)} description sentence(s) ({len(texts) - len(missing)} cached)")
+            cache.add(missing, text_encoder.encode_text(missing))
+            cache.save()
+        else:
+            print(f"All {len(texts)} description sentences found in the cache {cache.path}")
+        features = cache.get(texts)
+    return pool_descriptions(features, groups, len(sentences), len(sentences[0]))
+
+
+__all__ = [
+    "CACHE_ENV",
+    "default_cache_dir",
+    "backbone_key",
+    "SentenceEmbeddingCache",
+    "flatten_descriptions",
+    "pool_descriptions",
+    "encode_descriptions",
+]
