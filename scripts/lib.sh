@@ -1,0 +1,195 @@
+#!/bin/bash
+# Shared logic of the benchmark scripts. A method's scripts are thin: they set
+#   TRAINER          the registered trainer name (e.g. CoOp)
+#   CFG_DIR          folder under configs/trainers/ (default: $TRAINER)
+#   DEFAULT_CFG      config name used when CFG is not set
+#   DEFAULT_CFG_IMAGENET  (optional) config for ImageNet and the cross-dataset runs
+#   EVAL_ONLY=1      (optional) zero-shot methods: every run is --eval-only, no model dir
+#   METHOD_OPTS      (optional) array of extra KEY VALUE config pairs
+# then source this file and call one of run_base2new_train, run_base2new_test,
+# run_xd_train, run_xd_test, run_fewshot with the script's arguments. Arguments after
+# the documented ones are passed to train.py as KEY VALUE config overrides.
+#
+# Environment read here:
+#   DATA    (required) folder holding the datasets
+#   CFG     config name (default: the method's DEFAULT_CFG)
+#   OUTPUT  output root (default: output)
+#   SHOTS   shots of the base-to-new and cross-dataset protocols (default: 16)
+#   PYTHON  interpreter (default: python)
+#
+# A run whose log already holds the final "=> result" block is skipped; an unfinished
+# one is run again in the same folder, where training resumes from its checkpoint.
+set -euo pipefail
+
+REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$REPO_ROOT"
+
+OUTPUT="${OUTPUT:-output}"
+SHOTS="${SHOTS:-16}"
+PYTHON="${PYTHON:-python}"
+CFG_DIR="${CFG_DIR:-$TRAINER}"
+EVAL_ONLY="${EVAL_ONLY:-0}"
+if [[ -z "${METHOD_OPTS+x}" ]]; then METHOD_OPTS=(); fi
+
+die() {
+    echo "error: $*" >&2
+    exit 1
+}
+
+usage_check() {  # usage_check N_REQUIRED "USAGE" ARGS...
+    local need=$1 usage=$2
+    shift 2
+    if (($# < need)); then die "usage: bash $0 $usage [KEY VALUE ...]"; fi
+}
+
+require_data() {
+    [[ -n "${DATA:-}" ]] || die "DATA is not set: export DATA=/path/to/datasets (the folder holding e.g. eurosat/, imagenet/)"
+    [[ -d "$DATA" ]] || die "DATA=$DATA is not a directory"
+}
+
+pick_cfg() {  # pick_cfg DATASET -> the config name for this dataset
+    if [[ -n "${CFG:-}" ]]; then
+        echo "$CFG"
+    elif [[ "$1" == "imagenet" && -n "${DEFAULT_CFG_IMAGENET:-}" ]]; then
+        echo "$DEFAULT_CFG_IMAGENET"
+    else
+        echo "$DEFAULT_CFG"
+    fi
+}
+
+config_file() {  # config_file CFG
+    local path="configs/trainers/${CFG_DIR}/$1.yaml"
+    [[ -f "$path" ]] || die "no config $path; available: $(cd "configs/trainers/${CFG_DIR}" && ls ./*.yaml | sed 's#./##; s/\.yaml$//' | tr '\n' ' ')"
+    echo "$path"
+}
+
+dataset_file() {  # dataset_file DATASET
+    local path="configs/datasets/$1.yaml"
+    [[ -f "$path" ]] || die "unknown dataset '$1'; available: $(cd configs/datasets && ls ./*.yaml | sed 's#./##; s/\.yaml$//' | tr '\n' ' ')"
+    echo "$path"
+}
+
+max_epoch() {  # max_epoch CONFIG_FILE [KEY VALUE ...] -> OPTIM.MAX_EPOCH, the epoch of the last checkpoint
+    local config=$1
+    shift
+    while (($# >= 2)); do  # a command-line override wins, as in train.py
+        if [[ "$1" == OPTIM.MAX_EPOCH ]]; then
+            echo "$2"
+            return 0
+        fi
+        shift
+    done
+    "$PYTHON" -c 'import sys, yaml
+cfg = yaml.safe_load(open(sys.argv[1])) or {}
+print(int((cfg.get("OPTIM") or {}).get("MAX_EPOCH", 10)))  # 10: the engine default' "$config"
+}
+
+finished() {  # finished DIR: its log holds the final result block
+    grep -qs '^=> result' "$1"/log.txt*
+}
+
+launch() {  # launch OUTDIR TRAIN_PY_ARGS...
+    local outdir=$1
+    shift
+    if finished "$outdir"; then
+        echo "The results exist at ${outdir} (finished; skip this job)"
+        return 0
+    fi
+    if [[ -d "$outdir" ]]; then echo "Unfinished run at ${outdir}: running it again"; fi
+    local eval_args=()
+    if [[ "$EVAL_ONLY" == 1 ]]; then eval_args=(--eval-only); fi
+    "$PYTHON" train.py --root "$DATA" --output-dir "$outdir" "${eval_args[@]}" "$@"
+}
+
+require_model() {  # require_model DIR HINT
+    [[ -d "$1" ]] || die "no trained model at $1; run $2 first"
+}
+
+run_base2new_train() {  # DATASET SEED [KEY VALUE ...]
+    usage_check 2 "DATASET SEED" "$@"
+    local dataset=$1 seed=$2
+    shift 2
+    require_data
+    local cfg config data_config
+    cfg=$(pick_cfg "$dataset")
+    config=$(config_file "$cfg")
+    data_config=$(dataset_file "$dataset")
+    launch "${OUTPUT}/base2new/train_base/${dataset}/shots_${SHOTS}/${TRAINER}/${cfg}/seed${seed}" \
+        --seed "$seed" --trainer "$TRAINER" \
+        --dataset-config-file "$data_config" --config-file "$config" \
+        DATASET.NUM_SHOTS "$SHOTS" DATASET.SUBSAMPLE_CLASSES base "${METHOD_OPTS[@]}" "$@"
+}
+
+run_base2new_test() {  # DATASET SEED [KEY VALUE ...]
+    usage_check 2 "DATASET SEED" "$@"
+    local dataset=$1 seed=$2
+    shift 2
+    require_data
+    local cfg config data_config common epoch
+    cfg=$(pick_cfg "$dataset")
+    config=$(config_file "$cfg")
+    data_config=$(dataset_file "$dataset")
+    epoch=$(max_epoch "$config" "$@")
+    common="${dataset}/shots_${SHOTS}/${TRAINER}/${cfg}/seed${seed}"
+    local model_args=()
+    if [[ "$EVAL_ONLY" != 1 ]]; then
+        require_model "${OUTPUT}/base2new/train_base/${common}" "base2new_train.sh ${dataset} ${seed}"
+        model_args=(--model-dir "${OUTPUT}/base2new/train_base/${common}" --load-epoch "$epoch" --eval-only)
+    fi
+    launch "${OUTPUT}/base2new/test_new/${common}" \
+        --seed "$seed" --trainer "$TRAINER" \
+        --dataset-config-file "$data_config" --config-file "$config" "${model_args[@]}" \
+        DATASET.NUM_SHOTS "$SHOTS" DATASET.SUBSAMPLE_CLASSES new "${METHOD_OPTS[@]}" "$@"
+}
+
+run_xd_train() {  # SEED [KEY VALUE ...]: ImageNet, all classes
+    usage_check 1 "SEED" "$@"
+    local seed=$1
+    shift
+    require_data
+    local cfg config data_config
+    cfg=$(pick_cfg imagenet)
+    config=$(config_file "$cfg")
+    data_config=$(dataset_file imagenet)
+    launch "${OUTPUT}/imagenet/${TRAINER}/${cfg}_${SHOTS}shots/seed${seed}" \
+        --seed "$seed" --trainer "$TRAINER" \
+        --dataset-config-file "$data_config" --config-file "$config" \
+        DATASET.NUM_SHOTS "$SHOTS" "${METHOD_OPTS[@]}" "$@"
+}
+
+run_xd_test() {  # DATASET SEED [KEY VALUE ...]: the ImageNet model on another dataset
+    usage_check 2 "DATASET SEED" "$@"
+    local dataset=$1 seed=$2
+    shift 2
+    require_data
+    local cfg config data_config epoch
+    cfg=$(pick_cfg imagenet)
+    config=$(config_file "$cfg")
+    data_config=$(dataset_file "$dataset")
+    epoch=$(max_epoch "$config" "$@")
+    local model_args=()
+    if [[ "$EVAL_ONLY" != 1 ]]; then
+        local model_dir="${OUTPUT}/imagenet/${TRAINER}/${cfg}_${SHOTS}shots/seed${seed}"
+        require_model "$model_dir" "xd_train.sh ${seed}"
+        model_args=(--model-dir "$model_dir" --load-epoch "$epoch" --eval-only)
+    fi
+    launch "${OUTPUT}/evaluation/${TRAINER}/${cfg}_${SHOTS}shots/${dataset}/seed${seed}" \
+        --seed "$seed" --trainer "$TRAINER" \
+        --dataset-config-file "$data_config" --config-file "$config" "${model_args[@]}" \
+        "${METHOD_OPTS[@]}" "$@"
+}
+
+run_fewshot() {  # DATASET SHOTS SEED [KEY VALUE ...]: all classes; FEWSHOT_TAG names variants
+    usage_check 3 "DATASET SHOTS SEED" "$@"
+    local dataset=$1 shots=$2 seed=$3
+    shift 3
+    require_data
+    local cfg config data_config
+    cfg=$(pick_cfg "$dataset")
+    config=$(config_file "$cfg")
+    data_config=$(dataset_file "$dataset")
+    launch "${OUTPUT}/fewshot/${dataset}/shots_${shots}/${TRAINER}/${cfg}${FEWSHOT_TAG:-}/seed${seed}" \
+        --seed "$seed" --trainer "$TRAINER" \
+        --dataset-config-file "$data_config" --config-file "$config" \
+        DATASET.NUM_SHOTS "$shots" "${METHOD_OPTS[@]}" "$@"
+}

@@ -1,0 +1,32 @@
+"""Fixtures of the trainer tests: one tiny random CLIP per session, single-threaded torch."""
+from __future__ import annotations
+
+import warnings
+
+import pytest
+import torch
+
+from tests.utils.tiny_clip import make_tiny_clip
+
+warnings.filterwarnings("ignore", message="pkg_resources is deprecated")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _one_thread():
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)  # the machine is shared: keep tests to one core
+    yield
+    torch.set_num_threads(previous)
+
+
+@pytest.fixture(scope="session")
+def tiny_clip_path(tmp_path_factory) -> str:
+    return str(make_tiny_clip(tmp_path_factory.mktemp("clip") / "tiny_vit.pt", image_resolution=32))
+
+
+@pytest.fixture()
+def tiny_clip(tiny_clip_path):
+    """A fresh float32 CLIP built from the tiny checkpoint (as the trainers build it on CPU)."""
+    from trainers.common.clip_loader import load_clip
+
+    return load_clip(tiny_clip_path).float()

@@ -1,0 +1,162 @@
+"""The CoOp prompt learner: ``[SOS] [ctx_1 .. ctx_M] [class tokens] . [EOS]``.
+
+Written once for CoOp, CoCoOp, KgCoOp and SemPT:
+
+* context vectors generic (``(M, d)``) or class-specific (``CSC``: ``(n_cls, M, d)``);
+* ``ctx_init`` words initialise the context from CLIP's token embeddings, with
+  ``M`` = the number of BPE tokens of the words (not the word count);
+* class-token position ``end`` | ``middle`` | ``front``.
+
+The class-name-dependent tensors (``token_prefix``, ``token_suffix``) are
+non-persistent buffers: checkpoints hold only the context, so a prompt trained
+on base classes loads onto any other class set. They are cut to the longest
+prompt of the class set, since nothing after the last EOT affects the features
+(see ``text_encoder``).
+"""
+from __future__ import annotations
+
+from typing import List, Optional, Sequence, Tuple
+
+import torch
+from torch import nn
+
+from clip.simple_tokenizer import SimpleTokenizer
+
+from .text_encoder import tokenize
+
+CLASS_TOKEN_POSITIONS = ("end", "middle", "front")
+_tokenizer = SimpleTokenizer()
+
+
+def bpe_length(text: str) -> int:
+    """Number of BPE tokens of ``text`` (without SOT/EOT)."""
+    return len(_tokenizer.encode(text))
+
+
+def init_context(
+    clip_model: nn.Module,
+    n_ctx: int,
+    ctx_init: str = "",
+    n_cls: Optional[int] = None,
+) -> Tuple[torch.Tensor, str]:
+    """Initial context vectors and the placeholder text they stand for.
+
+    With ``ctx_init`` the vectors are the token embeddings of those words (``n_ctx``
+    is ignored: it becomes their BPE count); otherwise ``n_ctx`` vectors drawn from
+    N(0, 0.02) as upstream. ``n_cls`` given -> class-specific copies ``(n_cls, M, d)``.
+    """
+    dtype = clip_model.dtype
+    ctx_dim = clip_model.ln_final.weight.shape[0]
+    ctx_init = ctx_init.replace("_", " ").strip()
+    if ctx_init:
+        n_ctx = bpe_length(ctx_init)
+        with torch.no_grad():
+            embedding = clip_model.token_embedding(tokenize(ctx_init)).to(dtype)
+        vectors = embedding[0, 1:1 + n_ctx].clone()
+        if n_cls is not None:
+            vectors = vectors.unsqueeze(0).repeat(n_cls, 1, 1)
+        return vectors, ctx_init
+    if n_ctx < 1:
+        raise ValueError(f"N_CTX must be >= 1 without CTX_INIT, got {n_ctx}")
+    shape = (n_ctx, ctx_dim) if n_cls is None else (n_cls, n_ctx, ctx_dim)
+    vectors = torch.empty(*shape, dtype=dtype)
+    nn.init.normal_(vectors, std=0.02)
+    return vectors, " ".join(["X"] * n_ctx)
+
+
+class PromptLearner(nn.Module):
+    """Learnable context + fixed class-name token embeddings -> prompt embeddings.
+
+    ``forward()`` returns ``(n_cls, L, d)`` prompts for ``TextEncoder(prompts,
+    self.tokenized_prompts)``; ``compose(ctx)`` builds prompts from any context of
+    shape ``(..., M, d)`` whose leading dims broadcast against ``(n_cls,)`` (e.g.
+    ``(B, 1, M, d)`` per-image contexts -> ``(B, n_cls, L, d)``, as in CoCoOp).
+    """
+
+    def __init__(
+        self,
+        classnames: Sequence[str],
+        clip_model: nn.Module,
+        n_ctx: int = 16,
+        ctx_init: str = "",
+        csc: bool = False,
+        class_token_position: str = "end",
+        verbose: bool = True,
+    ) -> None:
+        super().__init__()
+        if class_token_position not in CLASS_TOKEN_POSITIONS:
+            raise ValueError(
+                f"CLASS_TOKEN_POSITION={class_token_position!r}; choose one of {list(CLASS_TOKEN_POSITIONS)}"
+            )
+        if not classnames:
+            raise ValueError("PromptLearner needs at least one class name")
+        self.n_cls = len(classnames)
+        self.csc = bool(csc)
+        self.class_token_position = class_token_position
+
+        ctx, prompt_prefix = init_context(clip_model, n_ctx, ctx_init, self.n_cls if csc else None)
+        self.n_ctx = ctx.shape[-2]
+        self.prompt_prefix = prompt_prefix
+        if verbose:
+            kind = "class-specific" if csc else "generic"
+            print(f'Initial context: "{prompt_prefix}" ({kind})')
+            print(f"Number of context words (tokens): {self.n_ctx}")
+        self.ctx = nn.Parameter(ctx)
+
+        self.classnames: List[str] = [name.replace("_", " ") for name in classnames]
+        self.name_lens = [bpe_length(name) for name in self.classnames]
+        prompts = [f"{prompt_prefix} {name}." for name in self.classnames]
+        tokenized = tokenize(prompts)
+        length = int(tokenized.argmax(dim=-1).max()) + 1
+        tokenized = tokenized[:, :length]
+        with torch.no_grad():
+            embedding = clip_model.token_embedding(tokenized).to(clip_model.dtype)
+        # Plain CPU attribute as upstream: only read to locate the EOT (no device sync).
+        self.tokenized_prompts = tokenized
+        self.register_buffer("token_prefix", embedding[:, :1].clone(), persistent=False)
+        self.register_buffer("token_suffix", embedding[:, 1 + self.n_ctx:].clone(), persistent=False)
+        index = self._position_index(length)
+        self.register_buffer("position_index", index, persistent=False)
+
+    def _position_index(self, length: int) -> Optional[torch.Tensor]:
+        """Per class, where each position of the ``end`` layout moves to (None for ``end``)."""
+        if self.class_token_position == "end":
+            return None
+        m = self.n_ctx
+        rows = []
+        for name_len in self.name_lens:
+            sot, ctx = [0], list(range(1, m + 1))
+            name = list(range(m + 1, m + 1 + name_len))
+            rest = list(range(m + 1 + name_len, length))
+            if self.class_token_position == "front":
+                rows.append(sot + name + ctx + rest)
+            else:  # middle: the class name between the two halves of the context
+                half = m // 2
+                rows.append(sot + ctx[:half] + name + ctx[half:] + rest)
+        return torch.tensor(rows, dtype=torch.long)
+
+    def compose(self, ctx: torch.Tensor) -> torch.Tensor:
+        lead = torch.broadcast_shapes(ctx.shape[:-2], (self.n_cls,))
+        dim = ctx.shape[-1]
+        parts = [
+            self.token_prefix.expand(*lead, -1, -1),
+            ctx.expand(*lead, -1, -1),
+            self.token_suffix.expand(*lead, -1, -1),
+        ]
+        prompts = torch.cat(parts, dim=-2)
+        if self.position_index is not None:
+            index = self.position_index.expand(*lead, -1).unsqueeze(-1).expand(*lead, -1, dim)
+            prompts = prompts.gather(-2, index)
+        return prompts
+
+    def forward(self) -> torch.Tensor:
+        return self.compose(self.ctx)
+
+    def extra_repr(self) -> str:
+        return (
+            f"n_cls={self.n_cls}, n_ctx={self.n_ctx}, csc={self.csc}, "
+            f"class_token_position={self.class_token_position!r}"
+        )
+
+
+__all__ = ["CLASS_TOKEN_POSITIONS", "bpe_length", "init_context", "PromptLearner"]

@@ -1,0 +1,199 @@
+"""``PromptTrainer``: what every CoOp-family trainer repeats, written once.
+
+A method subclasses it, names its config node and builds its model::
+
+    @TRAINER_REGISTRY.register()
+    class MyMethod(PromptTrainer):
+        CFG_NODE = "MYMETHOD"                      # reads cfg.TRAINER.MYMETHOD.*
+        def build_custom_model(self, cfg, classnames, clip_model):
+            return PromptCLIP(clip_model, self.build_prompt_learner(classnames, clip_model))
+
+The base then: loads CLIP once at the right precision; freezes everything but
+``trainable_modules()`` (default: ``model.prompt_learner``); builds one
+optimizer/scheduler per trainable module and registers it; runs the training step
+under autocast with the grad scaler when needed (``compute_loss`` is the only
+per-method hook, default cross-entropy on ``model(image)``); computes the class
+text features once per evaluation (``before_test``) instead of once per test batch;
+and loads checkpoints without the class-name-dependent buffers
+(``ignored_checkpoint_keys``; any other missing or unexpected key is an error).
+"""
+from __future__ import annotations
+
+from typing import Dict, Optional, Sequence, Tuple
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from dassl.engine import TrainerX
+from dassl.metrics import compute_accuracy
+from dassl.optim import build_lr_scheduler, build_optimizer
+from dassl.utils import load_pretrained_weights
+
+from .clip_loader import load_clip_to_cpu
+from .precision import PRECISIONS, Precision, resolve_precision
+from .prompt_learner import PromptLearner
+from .text_encoder import TextEncoder, class_text_features
+
+# State-dict keys that depend on the class names: never loaded from a checkpoint
+# (upstream CoOp/CoCoOp/KgCoOp/MaPLe checkpoints still carry them).
+CLASS_DEPENDENT_KEYS = ("token_prefix", "token_suffix", "token_midfix")
+
+
+class PromptTrainer(TrainerX):
+    """Base of the CLIP prompt-learning trainers (see the module docstring)."""
+
+    CFG_NODE: str = "COOP"  # which ``cfg.TRAINER.<node>`` holds PREC, N_CTX, ...
+    ignored_checkpoint_keys = CLASS_DEPENDENT_KEYS  # rebuilt from the current class names
+
+    # -- config ---------------------------------------------------------------
+    @property
+    def method_cfg(self):
+        """``cfg.TRAINER.<CFG_NODE>``."""
+        return self.cfg.TRAINER[self.CFG_NODE]
+
+    def check_cfg(self, cfg) -> None:
+        node = cfg.TRAINER.get(self.CFG_NODE)
+        if node is None:
+            raise KeyError(
+                f"{type(self).__name__} reads cfg.TRAINER.{self.CFG_NODE}, which is not defined; "
+                "build the config with trainers.config.extend_cfg(cfg)"
+            )
+        if str(node.PREC).lower() not in PRECISIONS:
+            raise ValueError(
+                f"TRAINER.{self.CFG_NODE}.PREC={node.PREC!r}; choose one of {list(PRECISIONS)}"
+            )
+
+    # -- model ----------------------------------------------------------------
+    def build_model(self) -> None:
+        cfg = self.cfg
+        classnames = self.dm.dataset.classnames
+        self.precision: Precision = resolve_precision(self.method_cfg.PREC, self.device)
+        print(self.precision.describe())
+
+        print(f"Loading CLIP (backbone: {cfg.MODEL.BACKBONE.NAME})")
+        clip_model = self.precision.apply(load_clip_to_cpu(cfg))
+        resolution = clip_model.visual.input_resolution
+        if tuple(cfg.INPUT.SIZE) != (resolution, resolution):
+            raise ValueError(
+                f"INPUT.SIZE={tuple(cfg.INPUT.SIZE)} but {cfg.MODEL.BACKBONE.NAME} takes "
+                f"{resolution}x{resolution} images; set INPUT.SIZE ({resolution}, {resolution})"
+            )
+
+        print(f"Building {type(self).__name__} on CLIP")
+        self.model = self.build_custom_model(cfg, classnames, clip_model)
+
+        trainable = self.trainable_modules()
+        self.model.requires_grad_(False)
+        for module in trainable.values():
+            module.requires_grad_(True)
+        names = sorted(n for n, p in self.model.named_parameters() if p.requires_grad)
+        print(f"Parameters to be updated: {names}")
+
+        if cfg.MODEL.INIT_WEIGHTS:
+            for module in trainable.values():
+                load_pretrained_weights(module, cfg.MODEL.INIT_WEIGHTS)
+
+        self.model.to(self.device)
+        for name, module in trainable.items():
+            optim = build_optimizer(module, cfg.OPTIM)
+            sched = build_lr_scheduler(optim, cfg.OPTIM)
+            self.register_model(name, module, optim, sched)
+        self.scaler = self.precision.grad_scaler()
+        self._eval_text_features: Optional[torch.Tensor] = None
+
+    def build_custom_model(self, cfg, classnames: Sequence[str], clip_model: nn.Module) -> nn.Module:
+        """Return the method's model (a ``CLIPClassifier``); ``clip_model`` is already at precision."""
+        raise NotImplementedError
+
+    def build_prompt_learner(self, classnames: Sequence[str], clip_model: nn.Module, **overrides) -> PromptLearner:
+        """A ``PromptLearner`` configured by ``N_CTX``/``CTX_INIT``/``CSC``/``CLASS_TOKEN_POSITION`` of the node."""
+        node = self.method_cfg
+        kwargs = dict(
+            n_ctx=node.N_CTX,
+            ctx_init=node.CTX_INIT,
+            csc=node.get("CSC", False),
+            class_token_position=node.get("CLASS_TOKEN_POSITION", "end"),
+        )
+        kwargs.update(overrides)
+        return PromptLearner(classnames, clip_model, **kwargs)
+
+    def trainable_modules(self) -> Dict[str, nn.Module]:
+        """The modules that train, each registered (and checkpointed) under its key."""
+        return {"prompt_learner": self.model.prompt_learner}
+
+    @torch.no_grad()
+    def hand_crafted_features(
+        self, text_encoder: TextEncoder, classnames: Sequence[str], templates: Sequence[str]
+    ) -> torch.Tensor:
+        """Frozen normalised template features, computed on the trainer's device."""
+        text_encoder.to(self.device)
+        with self.precision.autocast():
+            return class_text_features(text_encoder, classnames, templates)
+
+    # -- training -------------------------------------------------------------
+    def parse_batch_train(self, batch) -> Tuple[torch.Tensor, torch.Tensor]:
+        return batch["img"].to(self.device), batch["label"].to(self.device)
+
+    def compute_loss(self, image: torch.Tensor, label: torch.Tensor) -> Tuple[torch.Tensor, Dict[str, float]]:
+        """Loss of one batch and the numbers to log; runs under autocast."""
+        logits = self.model(image)
+        loss = F.cross_entropy(logits, label)
+        return loss, {"loss": loss.item(), "acc": compute_accuracy(logits, label)[0].item()}
+
+    def forward_backward(self, batch) -> Dict[str, float]:
+        image, label = self.parse_batch_train(batch)
+        with self.precision.autocast():
+            loss, summary = self.compute_loss(image, label)
+        self.backward_and_update(loss)
+        if (self.batch_idx + 1) == self.num_batches:
+            self.update_lr()  # once per epoch, after its last batch (upstream)
+        return summary
+
+    def backward_and_update(self, loss: torch.Tensor) -> None:
+        if self.scaler is None:
+            self.model_backward_and_update(loss)
+            return
+        self.model_zero_grad()
+        self.detect_anomaly(loss)
+        self.scaler.scale(loss).backward()
+        for optim in self._optims.values():
+            if optim is not None:
+                self.scaler.step(optim)
+        self.scaler.update()
+
+    # -- evaluation -----------------------------------------------------------
+    @torch.no_grad()
+    def compute_eval_text_features(self) -> Optional[torch.Tensor]:
+        """Class text features shared by every test batch (None: they depend on the image)."""
+        with self.precision.autocast():
+            return self.model.text_features()
+
+    def before_test(self) -> None:
+        super().before_test()
+        self._eval_text_features = self.compute_eval_text_features()
+
+    def after_test(self) -> None:
+        self._eval_text_features = None
+        super().after_test()
+
+    def model_inference(self, image: torch.Tensor) -> torch.Tensor:
+        with self.precision.autocast():
+            return self.model(image, text_features=self._eval_text_features)
+
+    # -- checkpoints ----------------------------------------------------------
+    def load_model(self, directory: str, epoch: Optional[int] = None) -> Dict:
+        """The engine's loader (class-name-dependent buffers skipped, ``strict=False`` otherwise
+        checked), with the reason spelled out when a class-specific context meets another class set."""
+        try:
+            return super().load_model(directory, epoch)
+        except RuntimeError as err:
+            if "size mismatch" in str(err) and "ctx" in str(err) and self.method_cfg.get("CSC", False):
+                raise RuntimeError(
+                    f"{err}\nA class-specific context (CSC True) is trained for one class set and cannot "
+                    "be loaded for a different one (e.g. the new classes); train with CSC False to transfer."
+                ) from err
+            raise
+
+
+__all__ = ["CLASS_DEPENDENT_KEYS", "PromptTrainer"]
