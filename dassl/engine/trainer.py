@@ -1,0 +1,533 @@
+"""``TrainerBase`` / ``SimpleTrainer`` / ``TrainerX``: upstream Dassl's lifecycle (spec 1.3-1.5, 1.8).
+
+Beyond upstream (spec 7.2):
+- every epoch writes ``<output>/<name>/model.pth.tar-<epoch>`` atomically with the model,
+  optimizer, scheduler state and the RNG states (Python, NumPy, torch, CUDA and the
+  training sampler's generator); the previous epoch's file is then removed unless
+  ``TRAIN.CHECKPOINT_FREQ`` keeps it. A resumed run therefore ends with the same
+  weights as an uninterrupted one;
+- the ``checkpoint`` pointer file only ever names the last epoch file (saving
+  ``model-best.pth.tar`` does not re-point it);
+- ``load_model`` never silently keeps a fresh model: a missing checkpoint raises
+  ``FileNotFoundError`` naming the path and the ``--model-dir``/``--load-epoch`` flags;
+- hooks ``before_test()``/``after_test()`` wrap the evaluation loop and
+  ``checkpoint_extras()`` is merged into saved checkpoints; the extras of loaded
+  checkpoints are returned by ``load_model`` and kept in ``self.loaded_extras``;
+- tensorboard is used only if it is installed.
+"""
+from __future__ import annotations
+
+import datetime
+import os
+import os.path as osp
+import re
+import time
+from collections import OrderedDict
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
+
+import numpy as np
+import torch
+import torch.nn as nn
+from tqdm import tqdm
+
+from dassl.data import DataManager
+from dassl.evaluation import build_evaluator
+from dassl.utils import (
+    AverageMeter,
+    MetricMeter,
+    get_rng_state,
+    load_checkpoint,
+    save_checkpoint,
+    set_rng_state,
+)
+from dassl.utils.torchtools import POINTER_FILE
+
+__all__ = ["TrainerBase", "SimpleTrainer", "TrainerX"]
+
+# Keys of a saved checkpoint that belong to the engine; anything else is an "extra".
+RESERVED_KEYS = ("state_dict", "epoch", "optimizer", "scheduler", "val_result", "train_state")
+BEST_NAME = "model-best.pth.tar"
+_EPOCH_FILE = re.compile(r"^model\.pth\.tar-(\d+)$")
+
+
+def _epoch_files(model_dir: str) -> Dict[int, str]:
+    """``{epoch: path}`` of the ``model.pth.tar-<epoch>`` files in ``model_dir``."""
+    if not osp.isdir(model_dir):
+        return {}
+    found = {}
+    for fname in os.listdir(model_dir):
+        m = _EPOCH_FILE.match(fname)
+        if m:
+            found[int(m.group(1))] = osp.join(model_dir, fname)
+    return found
+
+
+def _last_epoch(model_dir: str) -> Optional[int]:
+    """The epoch of the last saved checkpoint: the pointer file, else the highest number."""
+    files = _epoch_files(model_dir)
+    pointer = osp.join(model_dir, POINTER_FILE)
+    if osp.isfile(pointer):
+        with open(pointer) as f:
+            m = _EPOCH_FILE.match(f.read().strip())
+        if m and int(m.group(1)) in files:
+            return int(m.group(1))
+    return max(files) if files else None
+
+
+def _is_ignored(key: str, ignored: Sequence[str]) -> bool:
+    return any(key == s or key.endswith("." + s) for s in ignored)
+
+
+class TrainerBase:
+    """Model registry, checkpoints and the epoch loop."""
+
+    #: State-dict keys (or dotted suffixes, e.g. ``"token_prefix"``) that ``load_model``
+    #: drops from checkpoints and allows to be missing: buffers a trainer rebuilds from
+    #: the current class names.
+    ignored_checkpoint_keys: Tuple[str, ...] = ()
+
+    def __init__(self) -> None:
+        self._models: "OrderedDict[str, nn.Module]" = OrderedDict()
+        self._optims: "OrderedDict[str, Optional[torch.optim.Optimizer]]" = OrderedDict()
+        self._scheds: "OrderedDict[str, Any]" = OrderedDict()
+        self._writer = None
+        self.loaded_extras: Dict[str, Any] = {}
+        self.best_result = -np.inf
+
+    # ------------------------------------------------------------------ registry
+    def register_model(self, name: str = "model", model: Optional[nn.Module] = None, optim=None, sched=None) -> None:
+        if self.__dict__.get("_models") is None:
+            raise AttributeError("Cannot register a model before TrainerBase.__init__() has run")
+        if name in self._models:
+            raise KeyError(f'A model named "{name}" is already registered')
+        if model is None:
+            raise ValueError(f'register_model("{name}") needs a model')
+        self._models[name] = model
+        self._optims[name] = optim
+        self._scheds[name] = sched
+
+    def get_model_names(self, names: Union[None, str, Sequence[str]] = None) -> List[str]:
+        registered = list(self._models.keys())
+        if names is None:
+            return registered
+        names = [names] if isinstance(names, str) else list(names)
+        for name in names:
+            if name not in registered:
+                raise KeyError(f'No model registered as "{name}"; registered: {registered}')
+        return names
+
+    # -------------------------------------------------------------- checkpoints
+    def checkpoint_extras(self) -> Dict[str, Any]:
+        """Extra (plain or tensor) values merged into every saved checkpoint."""
+        return {}
+
+    def _train_state(self) -> Dict[str, Any]:
+        loader = getattr(self, "train_loader_x", None)
+        generator = getattr(loader, "generator", None)
+        return {
+            "rng": get_rng_state(),
+            "sampler_generator": generator.get_state() if generator is not None else None,
+            "best_result": float(self.best_result),
+        }
+
+    def save_model(
+        self,
+        epoch: int,
+        directory: str,
+        is_best: bool = False,
+        val_result: Optional[float] = None,
+        model_name: str = "",
+    ) -> None:
+        """Save every registered model to ``directory/<name>/``.
+
+        Without ``model_name`` the file is ``model.pth.tar-{epoch + 1}`` and carries the
+        training state needed to resume.
+        """
+        extras = self.checkpoint_extras()
+        clash = set(extras) & set(RESERVED_KEYS)
+        if clash:
+            raise KeyError(f"checkpoint_extras() uses reserved checkpoint keys {sorted(clash)}")
+        train_state = None if model_name else self._train_state()
+        for name in self.get_model_names():
+            optim, sched = self._optims[name], self._scheds[name]
+            state = {
+                "state_dict": self._models[name].state_dict(),
+                "epoch": epoch + 1,
+                "optimizer": optim.state_dict() if optim is not None else None,
+                "scheduler": sched.state_dict() if sched is not None else None,
+                "val_result": val_result,
+                **extras,
+            }
+            if train_state is not None:
+                state["train_state"] = train_state
+            save_checkpoint(state, osp.join(directory, name), is_best=is_best, model_name=model_name)
+
+    def resume_model_if_exist(self, directory: str) -> int:
+        """Restore the last epoch checkpoint in ``directory``; return the epoch to start from."""
+        names = self.get_model_names()
+        last = [_last_epoch(osp.join(directory, name)) for name in names]
+        if not names or any(e is None for e in last):
+            print("No checkpoint found, train from scratch")
+            return 0
+        # If a crash hit between two models' saves, the older epoch is complete for all.
+        epoch = min(last)
+        print(f"Found checkpoint at {directory} (will resume training)")
+        train_state = None
+        for name in names:
+            fpath = osp.join(directory, name, f"model.pth.tar-{epoch}")
+            print(f'Loading checkpoint from "{fpath}"')
+            checkpoint = load_checkpoint(fpath)
+            self._models[name].load_state_dict(checkpoint["state_dict"])
+            if self._optims[name] is not None and checkpoint.get("optimizer") is not None:
+                self._optims[name].load_state_dict(checkpoint["optimizer"])
+            if self._scheds[name] is not None and checkpoint.get("scheduler") is not None:
+                self._scheds[name].load_state_dict(checkpoint["scheduler"])
+            train_state = train_state or checkpoint.get("train_state")
+            self.loaded_extras.update({k: v for k, v in checkpoint.items() if k not in RESERVED_KEYS})
+        if train_state is None:
+            print("Note: the checkpoint holds no RNG state; the resumed run will not repeat the original")
+        else:
+            set_rng_state(train_state["rng"])
+            generator = getattr(getattr(self, "train_loader_x", None), "generator", None)
+            if generator is not None and train_state["sampler_generator"] is not None:
+                generator.set_state(train_state["sampler_generator"])
+            self.best_result = train_state["best_result"]
+        print(f"Previous epoch: {epoch}")
+        return epoch
+
+    def checkpoint_path(self, directory: str, name: str, epoch: Optional[int] = None) -> str:
+        """The file ``load_model`` reads for ``name``.
+
+        ``epoch`` given: ``model.pth.tar-{epoch}``; otherwise ``model-best.pth.tar`` if it
+        exists, else the last saved epoch.
+        """
+        model_dir = osp.join(directory, name)
+        saved = sorted(_epoch_files(model_dir))
+        if epoch is not None:
+            fpath = osp.join(model_dir, f"model.pth.tar-{epoch}")
+        elif osp.isfile(osp.join(model_dir, BEST_NAME)):
+            fpath = osp.join(model_dir, BEST_NAME)
+        else:
+            last = _last_epoch(model_dir)
+            fpath = osp.join(model_dir, f"model.pth.tar-{last}" if last is not None else BEST_NAME)
+        if not osp.isfile(fpath):
+            raise FileNotFoundError(
+                f'No checkpoint at "{fpath}". --model-dir must be a training output directory '
+                f"(holding {name}/model.pth.tar-N) and --load-epoch N an epoch saved there; "
+                f"saved epochs found: {saved or 'none'}"
+            )
+        return fpath
+
+    def load_model(self, directory: str, epoch: Optional[int] = None) -> Dict[str, Any]:
+        """Load every registered model's weights from ``directory`` (see ``checkpoint_path``).
+
+        Keys in ``ignored_checkpoint_keys`` are skipped; any other missing or unexpected
+        key is an error. Returns the checkpoints' extras (also kept in
+        ``self.loaded_extras``).
+        """
+        names = self.get_model_names()
+        if not names:
+            print("Note that load_model() is skipped as no model is registered")
+            return {}
+        if not directory:
+            raise FileNotFoundError(
+                f"No checkpoint directory given, so {names} would keep freshly initialised weights. "
+                "Pass --model-dir <training output dir> (it holds <name>/model.pth.tar-N) and --load-epoch N."
+            )
+        ignored = tuple(self.ignored_checkpoint_keys)
+        extras: Dict[str, Any] = {}
+        for name in names:
+            fpath = self.checkpoint_path(directory, name, epoch)
+            checkpoint = load_checkpoint(fpath)
+            state_dict = {k: v for k, v in checkpoint["state_dict"].items() if not _is_ignored(k, ignored)}
+            msg = f'Loading weights to {name} from "{fpath}" (epoch = {checkpoint.get("epoch")})'
+            if checkpoint.get("val_result") is not None:
+                msg += f" (val_result = {checkpoint['val_result']:.2f})"
+            print(msg)
+            result = self._models[name].load_state_dict(state_dict, strict=False)
+            missing = [k for k in result.missing_keys if not _is_ignored(k, ignored)]
+            if missing or result.unexpected_keys:
+                raise RuntimeError(
+                    f'Checkpoint "{fpath}" does not fit model "{name}": missing keys {missing}, '
+                    f"unexpected keys {list(result.unexpected_keys)}"
+                )
+            extras.update({k: v for k, v in checkpoint.items() if k not in RESERVED_KEYS})
+        self.loaded_extras = extras
+        return extras
+
+    # ------------------------------------------------------------- model state
+    def set_model_mode(self, mode: str = "train", names=None) -> None:
+        if mode not in ("train", "eval", "test"):
+            raise ValueError(f'set_model_mode() expects "train", "eval" or "test", got "{mode}"')
+        for name in self.get_model_names(names):
+            if mode == "train":
+                self._models[name].train()
+            else:
+                self._models[name].eval()
+
+    def update_lr(self, names=None) -> None:
+        for name in self.get_model_names(names):
+            if self._scheds[name] is not None:
+                self._scheds[name].step()
+
+    def detect_anomaly(self, loss: torch.Tensor) -> None:
+        if not torch.isfinite(loss).all():
+            raise FloatingPointError("Loss is infinite or NaN!")
+
+    def get_current_lr(self, names=None) -> float:
+        name = self.get_model_names(names)[0]
+        optim = self._optims[name]
+        if optim is None:
+            raise RuntimeError(f'Model "{name}" has no optimizer registered')
+        return optim.param_groups[0]["lr"]
+
+    # ------------------------------------------------------------- tensorboard
+    def init_writer(self, log_dir: str) -> None:
+        if self._writer is not None:
+            return
+        try:  # tensorboard is optional
+            from torch.utils.tensorboard import SummaryWriter
+        except ImportError:
+            return
+        print(f"Initialize tensorboard (log_dir={log_dir})")
+        self._writer = SummaryWriter(log_dir=log_dir)
+
+    def close_writer(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+
+    def write_scalar(self, tag: str, scalar_value: float, global_step: Optional[int] = None) -> None:
+        if self._writer is not None:
+            self._writer.add_scalar(tag, scalar_value, global_step)
+
+    # --------------------------------------------------------------- lifecycle
+    def train(self, start_epoch: int, max_epoch: int) -> None:
+        self.start_epoch = start_epoch
+        self.max_epoch = max_epoch
+        self.before_train()
+        for self.epoch in range(self.start_epoch, self.max_epoch):
+            self.before_epoch()
+            self.run_epoch()
+            self.after_epoch()
+        self.after_train()
+
+    def before_train(self) -> None:
+        pass
+
+    def after_train(self) -> None:
+        pass
+
+    def before_epoch(self) -> None:
+        pass
+
+    def after_epoch(self) -> None:
+        pass
+
+    def run_epoch(self) -> None:
+        raise NotImplementedError
+
+    def before_test(self) -> None:
+        """Called by ``test()`` before the evaluation loop (e.g. cache text features)."""
+
+    def after_test(self) -> None:
+        """Called by ``test()`` after the evaluation loop, even if it failed."""
+
+    def test(self, split: Optional[str] = None) -> float:
+        raise NotImplementedError
+
+    def parse_batch_train(self, batch):
+        raise NotImplementedError
+
+    def parse_batch_test(self, batch):
+        raise NotImplementedError
+
+    def forward_backward(self, batch) -> Dict[str, float]:
+        raise NotImplementedError
+
+    def model_inference(self, input):
+        raise NotImplementedError
+
+    # ------------------------------------------------------------ optimisation
+    def model_zero_grad(self, names=None) -> None:
+        for name in self.get_model_names(names):
+            if self._optims[name] is not None:
+                self._optims[name].zero_grad()
+
+    def model_backward(self, loss: torch.Tensor) -> None:
+        self.detect_anomaly(loss)
+        loss.backward()
+
+    def model_update(self, names=None) -> None:
+        for name in self.get_model_names(names):
+            if self._optims[name] is not None:
+                self._optims[name].step()
+
+    def model_backward_and_update(self, loss: torch.Tensor, names=None) -> None:
+        self.model_zero_grad(names)
+        self.model_backward(loss)
+        self.model_update(names)
+
+
+class SimpleTrainer(TrainerBase):
+    """A trainer over one ``DataManager``: subclasses implement ``build_model``."""
+
+    def __init__(self, cfg) -> None:
+        super().__init__()
+        self.check_cfg(cfg)
+        self.device = torch.device("cuda" if torch.cuda.is_available() and cfg.USE_CUDA else "cpu")
+        self.start_epoch = self.epoch = 0
+        self.max_epoch = cfg.OPTIM.MAX_EPOCH
+        self.output_dir = cfg.OUTPUT_DIR
+        self.cfg = cfg
+        self.build_data_loader()
+        self.build_model()
+        self.evaluator = build_evaluator(cfg, lab2cname=self.lab2cname)
+        self.best_result = -np.inf
+
+    def check_cfg(self, cfg) -> None:
+        """Hook: validate the config before anything is built."""
+
+    def build_data_loader(self) -> None:
+        dm = DataManager(self.cfg)
+        self.train_loader_x = dm.train_loader_x
+        self.train_loader_u = dm.train_loader_u
+        self.val_loader = dm.val_loader
+        self.test_loader = dm.test_loader
+        self.num_classes = dm.num_classes
+        self.num_source_domains = dm.num_source_domains
+        self.lab2cname = dm.lab2cname
+        self.dm = dm
+
+    def build_model(self) -> None:
+        raise NotImplementedError(
+            f"{type(self).__name__} must implement build_model(): build self.model and "
+            "register its trainable part with self.register_model(name, module, optim, sched)"
+        )
+
+    def train(self) -> None:  # type: ignore[override]
+        super().train(self.start_epoch, self.max_epoch)
+
+    def before_train(self) -> None:
+        directory = self.cfg.RESUME or self.output_dir
+        self.start_epoch = self.resume_model_if_exist(directory)
+        if self.start_epoch >= self.max_epoch:
+            print(f"Training already finished ({self.start_epoch}/{self.max_epoch} epochs); nothing to train")
+        self.init_writer(osp.join(self.output_dir, "tensorboard"))
+        self.time_start = time.time()
+
+    def after_train(self) -> None:
+        print("Finish training")
+        if not self.cfg.TEST.NO_TEST:
+            if self.cfg.TEST.FINAL_MODEL == "best_val":
+                print("Deploy the model with the best val performance")
+                self.load_model(self.output_dir)
+            else:
+                print("Deploy the last-epoch model")
+            self.test()
+        elapsed = str(datetime.timedelta(seconds=round(time.time() - self.time_start)))
+        print(f"Elapsed: {elapsed}")
+        self.close_writer()
+
+    def _keeps_checkpoint(self, epoch_number: int) -> bool:
+        """Whether the 1-based ``epoch_number`` file stays once a later one exists."""
+        freq = self.cfg.TRAIN.CHECKPOINT_FREQ
+        return freq > 0 and epoch_number % freq == 0
+
+    def after_epoch(self) -> None:
+        if not self.cfg.TEST.NO_TEST and self.cfg.TEST.FINAL_MODEL == "best_val":
+            curr_result = self.test(split="val")
+            if curr_result > self.best_result:
+                self.best_result = curr_result
+                self.save_model(self.epoch, self.output_dir, val_result=curr_result, model_name=BEST_NAME)
+        # Saved every epoch so an interrupted run resumes exactly; the previous
+        # epoch's file is then dropped unless CHECKPOINT_FREQ keeps it.
+        self.save_model(self.epoch, self.output_dir)
+        previous = self.epoch  # 1-based number of the previous epoch's file
+        if previous >= 1 and not self._keeps_checkpoint(previous):
+            for name in self.get_model_names():
+                fpath = osp.join(self.output_dir, name, f"model.pth.tar-{previous}")
+                if osp.isfile(fpath):
+                    os.remove(fpath)
+
+    @torch.no_grad()
+    def test(self, split: Optional[str] = None) -> float:
+        """Evaluate on ``split`` (default ``TEST.SPLIT``); return the first metric (accuracy)."""
+        self.set_model_mode("eval")
+        self.evaluator.reset()
+        if split is None:
+            split = self.cfg.TEST.SPLIT
+        if split == "val" and self.val_loader is not None:
+            data_loader = self.val_loader
+        else:
+            split = "test"  # no val set (e.g. test-only datasets): use test
+            data_loader = self.test_loader
+        print(f"Evaluate on the *{split}* set")
+        self.before_test()
+        try:
+            for batch in tqdm(data_loader):
+                input, label = self.parse_batch_test(batch)
+                output = self.model_inference(input)
+                self.evaluator.process(output, label)
+        finally:
+            self.after_test()
+        results = self.evaluator.evaluate()
+        for k, v in results.items():
+            self.write_scalar(f"{split}/{k}", v, self.epoch)
+        return list(results.values())[0]
+
+    def model_inference(self, input):
+        return self.model(input)
+
+    def parse_batch_test(self, batch):
+        return batch["img"].to(self.device), batch["label"].to(self.device)
+
+
+class TrainerX(SimpleTrainer):
+    """Trains on labelled data only (``train_loader_x``)."""
+
+    def run_epoch(self) -> None:
+        if self.train_loader_x is None:
+            raise RuntimeError(
+                f"Dataset {self.cfg.DATASET.NAME} is test-only (no training split): "
+                "evaluate it with --eval-only --model-dir DIR"
+            )
+        self.set_model_mode("train")
+        losses = MetricMeter()
+        batch_time = AverageMeter()
+        data_time = AverageMeter()
+        self.num_batches = len(self.train_loader_x)
+        print_freq = self.cfg.TRAIN.PRINT_FREQ
+        end = time.time()
+        for self.batch_idx, batch in enumerate(self.train_loader_x):
+            data_time.update(time.time() - end)
+            loss_summary = self.forward_backward(batch)
+            batch_time.update(time.time() - end)
+            losses.update(loss_summary)
+
+            if (self.batch_idx + 1) % print_freq == 0 or self.num_batches < print_freq:
+                remaining = self.num_batches - self.batch_idx - 1
+                remaining += (self.max_epoch - self.epoch - 1) * self.num_batches
+                eta = str(datetime.timedelta(seconds=int(batch_time.avg * remaining)))
+                print(
+                    f"epoch [{self.epoch + 1}/{self.max_epoch}] "
+                    f"batch [{self.batch_idx + 1}/{self.num_batches}] "
+                    f"time {batch_time.val:.3f} ({batch_time.avg:.3f}) "
+                    f"data {data_time.val:.3f} ({data_time.avg:.3f}) "
+                    f"{losses} "
+                    f"lr {self.get_current_lr():.4e} "
+                    f"eta {eta}"
+                )
+
+            n_iter = self.epoch * self.num_batches + self.batch_idx
+            for name, meter in losses.meters.items():
+                self.write_scalar("train/" + name, meter.avg, n_iter)
+            self.write_scalar("train/lr", self.get_current_lr(), n_iter)
+            end = time.time()
+
+    def parse_batch_train(self, batch):
+        return (
+            batch["img"].to(self.device),
+            batch["label"].to(self.device),
+            batch["domain"].to(self.device),
+        )

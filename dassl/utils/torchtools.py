@@ -1,0 +1,179 @@
+"""Checkpoint I/O and weight loading (upstream ``dassl.utils.torchtools`` surface).
+
+Checkpoints written here hold only tensors and plain values, so they load with
+``torch.load(weights_only=True)``. Upstream Dassl checkpoints pickle their scheduler
+(and, through it, the optimizer); reading one needs the explicit opt-in
+``load_checkpoint(path, weights_only=False)`` or ``DASSL_TRUST_CHECKPOINTS=1``, which
+unpickles arbitrary objects: only do it for files you trust.
+"""
+from __future__ import annotations
+
+import importlib
+import os
+import os.path as osp
+import pickle
+import tempfile
+import types
+import warnings
+from collections import OrderedDict
+from typing import Any, Dict, Optional
+
+import torch
+import torch.nn as nn
+
+from .tools import mkdir_if_missing
+
+__all__ = [
+    "save_checkpoint",
+    "load_checkpoint",
+    "load_pretrained_weights",
+    "count_num_param",
+    "TRUST_ENV_VAR",
+]
+
+TRUST_ENV_VAR = "DASSL_TRUST_CHECKPOINTS"
+POINTER_FILE = "checkpoint"  # text file naming the last epoch checkpoint (upstream name)
+
+
+def _atomic_write(write_fn, fpath: str) -> None:
+    """Write via a temp file in the same directory + ``os.replace``: never a torn file."""
+    directory = osp.dirname(fpath) or "."
+    fd, tmp = tempfile.mkstemp(prefix=f".{osp.basename(fpath)}.", suffix=".tmp", dir=directory)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write_fn(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, fpath)
+    except BaseException:
+        if osp.exists(tmp):
+            os.remove(tmp)
+        raise
+
+
+def save_checkpoint(
+    state: Dict[str, Any],
+    save_dir: str,
+    is_best: bool = False,
+    remove_module_from_keys: bool = True,
+    model_name: str = "",
+) -> str:
+    """Save ``state`` to ``save_dir/model.pth.tar-{state['epoch']}`` (or ``model_name``).
+
+    The write is atomic. Saving an epoch file (no ``model_name``) also re-points the
+    ``checkpoint`` text file at it; a named file such as ``model-best.pth.tar`` does
+    not (upstream re-pointed it, which broke resume, spec 7.2). ``is_best`` also writes
+    ``model-best.pth.tar``. Returns the path written.
+    """
+    mkdir_if_missing(save_dir)
+    if remove_module_from_keys:
+        # DataParallel prefixes keys with "module."; store them as for a bare model.
+        state = dict(state)
+        state["state_dict"] = OrderedDict(
+            (k[7:] if k.startswith("module.") else k, v) for k, v in state["state_dict"].items()
+        )
+    fname = model_name or f"model.pth.tar-{state['epoch']}"
+    fpath = osp.join(save_dir, fname)
+    _atomic_write(lambda f: torch.save(state, f), fpath)
+    print(f"Checkpoint saved to {fpath}")
+    if not model_name:
+        _atomic_write(lambda f: f.write((fname + "\n").encode()), osp.join(save_dir, POINTER_FILE))
+    if is_best:
+        best = osp.join(save_dir, "model-best.pth.tar")
+        _atomic_write(lambda f: torch.save(state, f), best)
+    return fpath
+
+
+class _UpstreamObject:
+    """Stands in for an upstream ``dassl`` class this engine does not define."""
+
+    def __setstate__(self, state: Any) -> None:
+        self.__dict__["_state"] = state
+
+
+def _remapping_pickle_module() -> types.ModuleType:
+    """A ``pickle``-like module whose Unpickler maps unknown ``dassl.*`` classes to stubs."""
+
+    class Unpickler(pickle.Unpickler):
+        def find_class(self, module: str, name: str) -> Any:
+            if module == "dassl" or module.startswith("dassl."):
+                try:
+                    return getattr(importlib.import_module(module), name)
+                except (ImportError, AttributeError):
+                    return type(name, (_UpstreamObject,), {"__module__": "dassl._upstream"})
+            return super().find_class(module, name)
+
+    mod = types.ModuleType("dassl_upstream_pickle")
+    mod.Unpickler = Unpickler  # type: ignore[attr-defined]
+    mod.load = lambda f, **kw: Unpickler(f, **kw).load()  # type: ignore[attr-defined]
+    mod.__name__ = "dassl_upstream_pickle"
+    return mod
+
+
+def load_checkpoint(fpath: str, weights_only: Optional[bool] = None) -> Dict[str, Any]:
+    """Load a checkpoint onto the CPU (or the GPU it was saved from when CUDA is there).
+
+    ``weights_only=None`` means True unless the environment sets
+    ``DASSL_TRUST_CHECKPOINTS=1``. With ``weights_only=False`` arbitrary pickled
+    objects are allowed and unknown upstream ``dassl.*`` classes become stubs.
+    """
+    if not fpath:
+        raise ValueError("load_checkpoint() needs a file path, got an empty one")
+    if not osp.exists(fpath):
+        raise FileNotFoundError(f'Checkpoint not found at "{fpath}"')
+    if weights_only is None:
+        weights_only = os.environ.get(TRUST_ENV_VAR, "") not in ("1", "true", "True")
+    map_location = None if torch.cuda.is_available() else "cpu"
+    if weights_only:
+        try:
+            return torch.load(fpath, map_location=map_location, weights_only=True)
+        except pickle.UnpicklingError as e:
+            raise RuntimeError(
+                f'"{fpath}" holds pickled Python objects (an upstream Dassl checkpoint pickles '
+                f"its LR scheduler), so it does not load with weights_only=True. If you trust "
+                f"the file, set {TRUST_ENV_VAR}=1 or call load_checkpoint(path, weights_only=False).\n"
+                f"torch said: {str(e).splitlines()[0]}"
+            ) from None
+    return torch.load(
+        fpath, map_location=map_location, weights_only=False, pickle_module=_remapping_pickle_module()
+    )
+
+
+def load_pretrained_weights(model: nn.Module, weight_path: str) -> None:
+    """Load the matching (same name and shape) weights of ``weight_path`` into ``model``."""
+    checkpoint = load_checkpoint(weight_path)
+    state_dict = checkpoint.get("state_dict", checkpoint)
+    model_dict = model.state_dict()
+    matched, discarded = OrderedDict(), []
+    for k, v in state_dict.items():
+        k = k[7:] if k.startswith("module.") else k
+        if k in model_dict and model_dict[k].size() == v.size():
+            matched[k] = v
+        else:
+            discarded.append(k)
+    if not matched:
+        warnings.warn(
+            f'The pretrained weights "{weight_path}" cannot be loaded: no key matches the model '
+            "(check the key names)"
+        )
+        return
+    model_dict.update(matched)
+    model.load_state_dict(model_dict)
+    print(f'Successfully loaded pretrained weights from "{weight_path}"')
+    if discarded:
+        print(f"Layers discarded due to unmatched keys or size: {discarded}")
+
+
+def count_num_param(model: Optional[nn.Module] = None, params=None) -> int:
+    """Number of elements in ``model``'s parameters (or in ``params``)."""
+    if model is not None:
+        return sum(p.numel() for p in model.parameters())
+    if params is not None:
+        total = 0
+        for p in params:
+            if isinstance(p, dict):
+                total += sum(q.numel() for q in p["params"])
+            else:
+                total += p.numel()
+        return total
+    raise ValueError("count_num_param() needs a model or params")

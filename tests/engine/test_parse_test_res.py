@@ -1,0 +1,65 @@
+"""parse_test_res.py on fabricated logs: both end signals, --test-log, base-to-new table."""
+import csv
+import os
+
+import pytest
+
+import parse_test_res as ptr
+
+
+def write_log(path, acc, end="Finish training", extra_before=None):
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    lines = ["Loading trainer: CoOp", "epoch [1/1] batch [1/1] loss 0.1 (0.1)"]
+    if extra_before is not None:
+        lines += ["=> result", f"* accuracy: {extra_before:.2f}%"]  # e.g. a val eval mid-training
+    if end:
+        lines.append(end)
+    lines += ["Deploy the last-epoch model", "=> result", "* total: 100", f"* accuracy: {acc:.2f}%", "* error: 0.0%"]
+    with open(path, "w") as f:
+        f.write("\n".join(lines) + "\n")
+
+
+def test_both_end_signals_and_summary(tmp_path, capsys):
+    write_log(str(tmp_path / "seed1" / "log.txt"), 80.0, "Finish training", extra_before=10.0)
+    write_log(str(tmp_path / "seed2" / "log.txt"), 90.0, "Finished training")
+    ptr.main([str(tmp_path)])
+    out = capsys.readouterr().out
+    assert "accuracy: 80.00%" in out and "accuracy: 90.00%" in out
+    assert "* accuracy: 85.00% +- 5.00%" in out
+    ptr.main([str(tmp_path), "--ci95"])
+    assert f"+- {1.96 * 5 / 2 ** 0.5:.2f}%" in capsys.readouterr().out
+
+
+def test_test_log_mode_and_nothing_found(tmp_path, capsys):
+    write_log(str(tmp_path / "seed1" / "log.txt"), 70.0, end=None)
+    with pytest.raises(ValueError, match="Nothing found"):
+        ptr.main([str(tmp_path)])
+    ptr.main([str(tmp_path), "--test-log"])
+    assert "* accuracy: 70.00% +- 0.00%" in capsys.readouterr().out
+
+
+def test_base2new_table(tmp_path, capsys):
+    root = tmp_path / "base2new"
+    common = "shots_16/CoOp/vit_b16_ctxv1"
+    for ds, bases, news in [("eurosat", [90.0, 92.0], [60.0, 64.0]), ("caltech101", [98.0], [94.0])]:
+        for i, (b, n) in enumerate(zip(bases, news), 1):
+            write_log(str(root / "train_base" / ds / common / f"seed{i}" / "log.txt"), b)
+            write_log(str(root / "test_new" / ds / common / f"seed{i}" / "log.txt"), n, end=None)
+    write_log(str(root / "train_base" / "dtd" / "shots_16/KgCoOp/cfg" / "seed1" / "log.txt"), 80.0)
+    csv_path, md_path = str(tmp_path / "r.csv"), str(tmp_path / "r.md")
+    ptr.main([str(root), "--base2new", "--csv", csv_path, "--markdown", md_path])
+    out = capsys.readouterr().out
+    assert "CoOp / vit_b16_ctxv1 / shots_16" in out and "KgCoOp / cfg / shots_16" in out
+
+    rows = {(r["trainer"], r["Dataset"]): r for r in csv.DictReader(open(csv_path))}
+    eurosat = rows[("CoOp", "eurosat")]
+    assert (eurosat["Base"], eurosat["Novel"]) == ("91.00", "62.00")
+    assert float(eurosat["HM"]) == pytest.approx(2 * 91 * 62 / 153, abs=0.005)
+    avg = rows[("CoOp", "Average (2)")]
+    b, n = (91 + 98) / 2, (62 + 94) / 2
+    assert float(avg["Base"]) == pytest.approx(b, abs=0.005)
+    assert float(avg["HM"]) == pytest.approx(2 * b * n / (b + n), abs=0.005)
+    assert rows[("KgCoOp", "dtd")]["Novel"] == ""  # no test_new run yet
+    assert [r["Dataset"] for r in csv.DictReader(open(csv_path)) if r["trainer"] == "CoOp"][:2] == ["caltech101", "eurosat"]
+    md = open(md_path).read()
+    assert "### CoOp / vit_b16_ctxv1 / shots_16" in md and "| eurosat" in md
