@@ -45,7 +45,11 @@ class ImageNetVariant(DatasetBase):
 
     def read_data(self, classnames: Dict[str, str]) -> List[Datum]:
         items = []
+        # The wnid of each label: how attribute files find the right entry for classes
+        # whose names repeat in ImageNet ("missile", "sunglasses").
+        self.wnids: List[str] = []
         for label, (folder, wnid) in enumerate(self.class_folders(classnames)):
+            self.wnids.append(wnid)
             class_dir = os.path.join(self.image_dir, folder)
             if not os.path.isdir(class_dir):
                 raise missing_error(type(self).__name__, self.source, self.root, "class folder", class_dir)
