@@ -16,6 +16,7 @@ READERS = {
     "oxford_flowers": "OxfordFlowers", "fgvc_aircraft": "FGVCAircraft", "sun397": "SUN397",
     "ucf101": "UCF101", "imagenet": "ImageNet", "imagenetv2": "ImageNetV2",
     "imagenet_sketch": "ImageNetSketch", "imagenet_a": "ImageNetA", "imagenet_r": "ImageNetR",
+    "synthetic": "Synthetic",
 }
 
 

@@ -22,6 +22,7 @@ CUSTOM_TEMPLATES: Dict[str, str] = {
     "ImageNetV2": "a photo of a {}.",
     "ImageNetA": "a photo of a {}.",
     "ImageNetR": "a photo of a {}.",
+    "Synthetic": "a photo of a {}.",  # the built-in world (datasets/SYNTHETIC.md)
 }
 
 # KgCoOp's knowledge-guidance templates: the same except for DTD.
