@@ -106,6 +106,12 @@ def harmonic_mean(base: float, novel: float) -> float:
     return 2 * base * novel / (base + novel) if base + novel > 0 else 0.0
 
 
+def _is_eval_only(fpath: str) -> bool:
+    """Whether the log is of an ``--eval-only`` run (its argument dump says so)."""
+    with open(fpath, errors="replace") as f:
+        return any(line.strip() == "eval_only: True" for line in f)
+
+
 def collect_base2new(root: str, keyword: str = "accuracy") -> Dict[Tuple[str, str, str], Dict[str, Dict[str, Dict[str, float]]]]:
     """``{(trainer, cfg, shots): {dataset: {"base"|"new": {seed: value}}}}``."""
     results: Dict = defaultdict(lambda: defaultdict(lambda: {"base": {}, "new": {}}))
@@ -113,6 +119,8 @@ def collect_base2new(root: str, keyword: str = "accuracy") -> Dict[Tuple[str, st
         top = osp.join(root, "train_base" if phase == "base" else "test_new")
         for log in sorted(glob.glob(osp.join(top, "*", "*", "*", "*", "seed*", "log.txt"))):
             dataset, shots, trainer, cfg, seed = osp.relpath(osp.dirname(log), top).split(os.sep)
+            if phase == "base" and _is_eval_only(log):
+                signals = TEST_SIGNALS  # zero-shot "training" runs only evaluate: no end-of-training line
             value = parse_log(log, keyword, signals)
             if value is not None:
                 results[(trainer, cfg, shots)][dataset][phase][seed] = value

@@ -298,8 +298,14 @@ class SemPT(PromptTrainer):
         else:
             print(f"SemPT inference ({mode}): all {len(mask)} classes use the {mode} branch")
         self._need_attribute = mode in ("attribute", "ensemble") or (mode == "auto" and n_unseen > 0)
+        self._batch_label = None
         self._weight_sum = torch.zeros(len(self.attribute_names), dtype=torch.float64)
         self._weight_count = 0
+
+    def parse_batch_test(self, batch):
+        image, label = super().parse_batch_test(batch)
+        self._batch_label = label
+        return image, label
 
     def model_inference(self, image: torch.Tensor) -> torch.Tensor:
         label_features, desc, gram = self._eval_text_features
@@ -309,8 +315,12 @@ class SemPT(PromptTrainer):
         if not self._need_attribute:
             return label_logits
         attr_logits, alpha = self._attribute_logits(image_features, label_features, desc, gram, return_weights=True)
-        self._weight_sum += alpha.sum(dim=(0, 1)).double().cpu()
-        self._weight_count += alpha.shape[0] * alpha.shape[1]
+        # Diagnostic: how the weighting spreads over the attributes of each image's own class.
+        label, self._batch_label = self._batch_label, None
+        if label is not None and len(label) == alpha.shape[0]:
+            rows = torch.arange(alpha.shape[0], device=alpha.device)
+            self._weight_sum += alpha[rows, label.to(alpha.device)].sum(0).double().cpu()
+            self._weight_count += alpha.shape[0]
         return select_by_exposure(label_logits.float(), attr_logits, self._eval_seen_mask, self.method_cfg.INFERENCE)
 
     def after_test(self) -> None:
@@ -318,7 +328,7 @@ class SemPT(PromptTrainer):
             mean = (self._weight_sum / self._weight_count).tolist()
             self.attribute_weight_means = dict(zip(self.attribute_names, mean))
             listed = ", ".join(f"{k} {v:.3f}" for k, v in self.attribute_weight_means.items())
-            print(f"Mean attribute weights ({self.method_cfg.WEIGHTING}): {listed}")
+            print(f"Mean attribute weights on the true class ({self.method_cfg.WEIGHTING}): {listed}")
         super().after_test()
 
     # -- checkpoints ----------------------------------------------------------

@@ -63,3 +63,20 @@ def test_base2new_table(tmp_path, capsys):
     assert [r["Dataset"] for r in csv.DictReader(open(csv_path)) if r["trainer"] == "CoOp"][:2] == ["caltech101", "eurosat"]
     md = open(md_path).read()
     assert "### CoOp / vit_b16_ctxv1 / shots_16" in md and "| eurosat" in md
+
+
+def test_base2new_reads_eval_only_base_runs(tmp_path, capsys):
+    """Zero-shot CLIP's train_base run only evaluates: its log has no end-of-training line."""
+    root = tmp_path / "base2new"
+    base_log = root / "train_base" / "dtd" / "shots_16/ZeroshotCLIP/vit_b16" / "seed1" / "log.txt"
+    write_log(str(base_log), 55.0, end=None)
+    with open(base_log) as f:
+        text = f.read()
+    base_log.write_text("eval_only: False\n" + text)  # a training run that died before finishing
+    with pytest.raises(ValueError, match="No base-to-new logs"):
+        ptr.main([str(root), "--base2new"])
+    base_log.write_text("eval_only: True\n" + text)
+    write_log(str(root / "test_new" / "dtd" / "shots_16/ZeroshotCLIP/vit_b16" / "seed1" / "log.txt"), 60.0, end=None)
+    ptr.main([str(root), "--base2new"])
+    out = capsys.readouterr().out
+    assert "55.00" in out and "60.00" in out

@@ -58,7 +58,7 @@ def test_eval_only_on_new_classes_uses_the_attribute_branch(make_cfg, capsys):
     trainer.test()
     out = capsys.readouterr().out
     assert "0 class(es) use label embeddings (seen in training), 5 use attribute-enhanced" in out
-    assert "=> result" in out and "Mean attribute weights (visual)" in out
+    assert "=> result" in out and "Mean attribute weights on the true class (visual)" in out
 
 
 def test_auto_mixes_branches_in_one_softmax(make_cfg):
