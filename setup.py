@@ -1,0 +1,31 @@
+"""Install the SemPT framework's engine (``dassl``) and its dependencies.
+
+Only the ``dassl`` package is installed: ``datasets/``, ``trainers/`` and ``tools/``
+are used from the repository root, as in CoOp, and are deliberately *not* installed
+as top-level packages (a top-level ``datasets`` would shadow HuggingFace Datasets).
+"""
+from setuptools import find_packages, setup
+
+setup(
+    name="sempt",
+    version="0.1.0",
+    description="SemPT: semantic prompt tuning for CLIP, with CoOp/CoCoOp/KgCoOp baselines "
+    "on a small Dassl-compatible engine",
+    python_requires=">=3.9",
+    packages=find_packages(include=["dassl", "dassl.*"]),
+    install_requires=[
+        "torch>=2.1",
+        "torchvision>=0.16",
+        "openai-clip>=1.0",
+        # openai-clip imports pkg_resources, removed from setuptools 81.
+        "setuptools<81",
+        "yacs>=0.1.8",
+        "tabulate",
+        "tqdm",
+        "numpy",
+        "pillow",
+        "openai>=1.0",
+        "gdown",
+    ],
+    extras_require={"test": ["pytest"]},
+)
