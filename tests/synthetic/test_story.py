@@ -19,9 +19,9 @@ INVISIBLE = {"habitat", "diet"}
 
 
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory):
+def runs(tmp_path_factory, synthetic_data_root):
     tmp = tmp_path_factory.mktemp("story")
-    data, cache = tmp / "data", tmp / "cache"
+    data, cache = synthetic_data_root, tmp / "cache"
 
     def run(trainer: str, phase: str, *extra: str) -> str:
         out = tmp / trainer / phase

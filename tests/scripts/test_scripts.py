@@ -1,0 +1,70 @@
+"""The benchmark scripts as users run them (bash, from another directory), on the synthetic world."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def run(script: str, *args: str, env: dict, cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run(["bash", str(REPO / "scripts" / script), *args], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=600)
+
+
+@pytest.fixture()
+def env(tmp_path, synthetic_data_root):
+    return dict(os.environ, DATA=synthetic_data_root, CFG="synthetic", OUTPUT=str(tmp_path / "output"),
+                PYTHON=sys.executable, SEMPT_CACHE_DIR=str(tmp_path / "cache"), OMP_NUM_THREADS="1")
+
+
+def test_data_must_be_set(tmp_path, env):
+    env = {k: v for k, v in env.items() if k != "DATA"}
+    result = run("coop/base2new_train.sh", "synthetic", "1", env=env, cwd=tmp_path)
+    assert result.returncode != 0
+    assert "DATA is not set" in result.stderr
+    env["DATA"] = str(tmp_path / "nowhere")
+    result = run("coop/base2new_train.sh", "synthetic", "1", env=env, cwd=tmp_path)
+    assert result.returncode != 0 and "is not a directory" in result.stderr
+
+
+def test_sempt_base_to_new_from_another_directory(tmp_path, env):
+    out = tmp_path / "output" / "base2new"
+    common = "synthetic/shots_16/SemPT/synthetic/seed1"
+    train = run("sempt/base2new_train.sh", "synthetic", "1", "OPTIM.MAX_EPOCH", "2", env=env, cwd=tmp_path)
+    assert train.returncode == 0, train.stdout[-2000:] + train.stderr[-2000:]
+    assert (out / "train_base" / common / "prompt_learner" / "model.pth.tar-2").is_file()
+    assert "=> result" in (out / "train_base" / common / "log.txt").read_text()
+
+    # The test script loads the last epoch of the config (here overridden to 2).
+    test = run("sempt/base2new_test.sh", "synthetic", "1", "OPTIM.MAX_EPOCH", "2", env=env, cwd=tmp_path)
+    assert test.returncode == 0, test.stdout[-2000:] + test.stderr[-2000:]
+    log = (out / "test_new" / common / "log.txt").read_text()
+    assert "model.pth.tar-2" in log and "20 use attribute-enhanced embeddings" in log
+
+    again = run("sempt/base2new_train.sh", "synthetic", "1", "OPTIM.MAX_EPOCH", "2", env=env, cwd=tmp_path)
+    assert again.returncode == 0 and "finished; skip this job" in again.stdout
+
+    table = subprocess.run([sys.executable, str(REPO / "parse_test_res.py"), "--base2new", str(out)],
+                           capture_output=True, text=True, cwd=tmp_path)
+    assert table.returncode == 0 and "SemPT / synthetic / shots_16" in table.stdout
+
+
+def test_test_script_needs_the_trained_model(tmp_path, env):
+    result = run("coop/base2new_test.sh", "synthetic", "2", env=env, cwd=tmp_path)
+    assert result.returncode != 0 and "run base2new_train.sh synthetic 2 first" in result.stderr
+
+
+def test_ablation_runs_a_variant_into_its_own_folder(tmp_path, env):
+    result = run("sempt/ablation.sh", "synthetic", "1", "uniform_weighting", env=dict(env, SHOTS="4"), cwd=tmp_path)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    variant = tmp_path / "output" / "ablation" / "uniform_weighting" / "base2new"
+    log = (variant / "test_new" / "synthetic/shots_4/SemPT/synthetic/seed1" / "log.txt").read_text()
+    assert "TRAINER.SEMPT.WEIGHTING', 'uniform'" in log or "WEIGHTING: uniform" in log
+    assert "Mean attribute weights on the true class (uniform)" in log
+    bad = run("sempt/ablation.sh", "synthetic", "1", "no_such_variant", env=env, cwd=tmp_path)
+    assert bad.returncode != 0 and "unknown variant" in bad.stderr
