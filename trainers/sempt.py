@@ -222,24 +222,24 @@ class SemPT(PromptTrainer):
             template = template_for(cfg.DATASET.NAME, CUSTOM_TEMPLATES_KG)
             kg_features = self.hand_crafted_features(text_encoder, classnames, [template])
 
-        model = SemPTCLIP(
+        return SemPTCLIP(
             clip_model, prompt_learner, desc_embeddings, description_prompts, groups,
             len(self.attribute_names), kg_features,
         )
-        # Share the encoder the model already built (the one above only served the cache).
-        return model
 
     def weight_temperature(self) -> float:
         temp = float(self.method_cfg.WEIGHT_TEMP)
         return temp if temp > 0 else float(1.0 / self.model.logit_scale.exp())
 
     def _attribute_logits(self, image_features, label_features, desc, gram, return_weights=False):
+        """``z^A`` in fp32 even under mixed precision: it is cheap, and the norms it expands need the precision."""
         node = self.method_cfg
-        return attribute_logits(
-            image_features.float(), label_features.float(), desc.float(), self.model.logit_scale.exp().float(),
-            self.weight_temperature(), node.FUSION_WEIGHT, node.WEIGHTING, node.FUSION,
-            gram=None if gram is None else gram.float(), return_weights=return_weights,
-        )
+        with torch.autocast(device_type=image_features.device.type, enabled=False):
+            return attribute_logits(
+                image_features.float(), label_features.float(), desc.float(), self.model.logit_scale.exp().float(),
+                self.weight_temperature(), node.FUSION_WEIGHT, node.WEIGHTING, node.FUSION,
+                gram=None if gram is None else gram.float(), return_weights=return_weights,
+            )
 
     # -- training -------------------------------------------------------------
     def before_train(self) -> None:
