@@ -68,3 +68,18 @@ def test_ablation_runs_a_variant_into_its_own_folder(tmp_path, env):
     assert "Mean attribute weights on the true class (uniform)" in log
     bad = run("sempt/ablation.sh", "synthetic", "1", "no_such_variant", env=env, cwd=tmp_path)
     assert bad.returncode != 0 and "unknown variant" in bad.stderr
+
+
+def test_every_method_has_the_five_scripts():
+    for method in ("coop", "cocoop", "kgcoop", "zsclip", "sempt"):
+        for script in ("base2new_train", "base2new_test", "xd_train", "xd_test", "fewshot"):
+            path = REPO / "scripts" / method / f"{script}.sh"
+            assert path.is_file() and os.access(path, os.X_OK), path
+
+
+def test_zero_shot_fewshot_row_evaluates_without_training(tmp_path, env):
+    result = run("zsclip/fewshot.sh", "synthetic", "4", "1", env=env, cwd=tmp_path)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    log = (tmp_path / "output" / "fewshot" / "synthetic" / "shots_4" / "ZeroshotCLIP" / "synthetic" / "seed1"
+           / "log.txt").read_text()
+    assert "=> result" in log and "Finish training" not in log
