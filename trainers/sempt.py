@@ -39,7 +39,7 @@ from .common.description_bank import (
 from .common.model import PromptCLIP
 from .common.prompt_learner import PromptLearner
 from .common.templates import CUSTOM_TEMPLATES_KG, template_for
-from .common.text_encoder import TextEncoder
+from .common.text_encoder import TextEncoder, encode_length_sorted
 from .common.trainer import PromptTrainer
 from .config import register_config
 
@@ -97,31 +97,25 @@ class DescriptionPrompts(nn.Module):
 
     def forward(self, text_encoder: TextEncoder, ctx: torch.Tensor) -> torch.Tensor:
         tokens = self.layout.tokenized_prompts
-        eot = tokens.argmax(-1)
-        order = torch.argsort(eot)
-        outputs = []
-        for start in range(0, len(order), self.chunk):
-            idx = order[start:start + self.chunk]
-            length = int(eot[idx].max()) + 1
-            idx_dev = idx.to(self.layout.token_prefix.device)
+        checkpointed = torch.is_grad_enabled() and ctx.requires_grad
 
-            def encode(ctx_, idx_=idx_dev, rows=idx, length_=length):
+        def encode_chunk(rows: torch.Tensor, length: int) -> torch.Tensor:
+            rows_dev = rows.to(self.layout.token_prefix.device)
+
+            def encode(ctx_: torch.Tensor) -> torch.Tensor:
                 prompts = torch.cat(
                     [
-                        self.layout.token_prefix[idx_],
-                        ctx_.unsqueeze(0).expand(len(idx_), -1, -1),
-                        self.layout.token_suffix[idx_],
+                        self.layout.token_prefix[rows_dev],
+                        ctx_.unsqueeze(0).expand(len(rows_dev), -1, -1),
+                        self.layout.token_suffix[rows_dev],
                     ],
                     dim=1,
-                )[:, :length_]
-                return text_encoder(prompts, tokens[rows, :length_])
+                )[:, :length]
+                return text_encoder(prompts, tokens[rows, :length])
 
-            if torch.is_grad_enabled() and ctx.requires_grad:
-                outputs.append(checkpoint(encode, ctx, use_reentrant=False))
-            else:
-                outputs.append(encode(ctx))
-        features = torch.cat(outputs)
-        return features[torch.argsort(order).to(features.device)]
+            return checkpoint(encode, ctx, use_reentrant=False) if checkpointed else encode(ctx)
+
+        return encode_length_sorted(tokens, self.chunk, encode_chunk)
 
 
 class SemPTCLIP(PromptCLIP):
@@ -248,7 +242,7 @@ class SemPT(PromptTrainer):
 
     def checkpoint_extras(self) -> Dict[str, object]:
         extras = dict(super().checkpoint_extras())
-        extras["seen_classnames"] = [normalize_classname(c) for c in self.dm.dataset.classnames]
+        extras["seen_classnames"] = list(self.seen_classnames)  # set by before_train
         return extras
 
     def compute_loss(self, image: torch.Tensor, label: torch.Tensor) -> Tuple[torch.Tensor, Dict[str, float]]:
