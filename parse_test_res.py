@@ -6,14 +6,14 @@ Upstream modes::
     python parse_test_res.py output/evaluation/... --test-log                        # eval-only logs
     python parse_test_res.py output/... --multi-exp                                  # one level deeper
 
-Base-to-new mode: a table of Base, Novel and HM per dataset (and per trainer/config)::
+Base-to-new mode: one side-by-side table of every method found (Base, Novel, HM)::
 
     python parse_test_res.py output/base2new --base2new [--csv res.csv] [--markdown res.md]
 
 It reads ``train_base/<DATASET>/<shots>/<TRAINER>/<CFG>/seed<S>/log.txt`` (the final
 test after training = base accuracy) and ``test_new/<same>/log.txt`` (the eval-only
-run = novel accuracy). Base and Novel are averaged over seeds; HM is the harmonic
-mean of those averages; the last row averages over datasets.
+run = novel accuracy). Base and Novel are mean +- std over seeds; HM is the harmonic
+mean of the means; with several datasets each method also gets an average row.
 """
 from __future__ import annotations
 
@@ -25,6 +25,7 @@ import os.path as osp
 import re
 import sys
 from collections import OrderedDict, defaultdict
+from dataclasses import dataclass
 from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
 import numpy as np
@@ -98,8 +99,25 @@ def parse_directory(
 
 
 # ----------------------------------------------------------------- base-to-new
+# Row order of the methods in a table: the usual order of comparison tables, the method
+# of this repository last; methods not listed come before it, alphabetically.
+METHOD_ORDER = [
+    "ZeroshotCLIP", "ZeroshotCLIP2", "DCLIP", "CuPL", "LinearProbe", "CoOp", "CoCoOp", "ProGrad",
+    "KgCoOp", "MaPLe", "IVLP", "PromptSRC", "TCP",
+]
+LAST_METHODS = ["SemPT"]
+
+
 def _dataset_sort_key(name: str) -> Tuple[int, str]:
     return (DATASET_ORDER.index(name) if name in DATASET_ORDER else len(DATASET_ORDER), name)
+
+
+def method_sort_key(trainer: str) -> Tuple[int, int, str]:
+    if trainer in LAST_METHODS:
+        return (2, LAST_METHODS.index(trainer), trainer)
+    if trainer in METHOD_ORDER:
+        return (0, METHOD_ORDER.index(trainer), trainer)
+    return (1, 0, trainer)
 
 
 def harmonic_mean(base: float, novel: float) -> float:
@@ -112,68 +130,165 @@ def _is_eval_only(fpath: str) -> bool:
         return any(line.strip() == "eval_only: True" for line in f)
 
 
-def collect_base2new(root: str, keyword: str = "accuracy") -> Dict[Tuple[str, str, str], Dict[str, Dict[str, Dict[str, float]]]]:
+Base2NewResults = Dict[Tuple[str, str, str], Dict[str, Dict[str, Dict[str, float]]]]
+
+
+def collect_base2new(root: str, keyword: str = "accuracy") -> Base2NewResults:
     """``{(trainer, cfg, shots): {dataset: {"base"|"new": {seed: value}}}}``."""
     results: Dict = defaultdict(lambda: defaultdict(lambda: {"base": {}, "new": {}}))
     for phase, signals in (("base", END_SIGNALS), ("new", TEST_SIGNALS)):
         top = osp.join(root, "train_base" if phase == "base" else "test_new")
         for log in sorted(glob.glob(osp.join(top, "*", "*", "*", "*", "seed*", "log.txt"))):
             dataset, shots, trainer, cfg, seed = osp.relpath(osp.dirname(log), top).split(os.sep)
+            log_signals = signals
             if phase == "base" and _is_eval_only(log):
-                signals = TEST_SIGNALS  # zero-shot "training" runs only evaluate: no end-of-training line
-            value = parse_log(log, keyword, signals)
+                log_signals = TEST_SIGNALS  # zero-shot "training" runs only evaluate: no end-of-training line
+            value = parse_log(log, keyword, log_signals)
             if value is not None:
                 results[(trainer, cfg, shots)][dataset][phase][seed] = value
     return results
 
 
-def base2new_rows(per_dataset: Dict[str, Dict[str, Dict[str, float]]]) -> List[List]:
-    """Rows ``[dataset, base, novel, hm, seeds]`` plus an ``Average`` row."""
-    rows: List[List] = []
-    for dataset in sorted(per_dataset, key=_dataset_sort_key):
-        base_seeds, new_seeds = per_dataset[dataset]["base"], per_dataset[dataset]["new"]
-        base = float(np.mean(list(base_seeds.values()))) if base_seeds else None
-        new = float(np.mean(list(new_seeds.values()))) if new_seeds else None
-        hm = harmonic_mean(base, new) if base is not None and new is not None else None
-        rows.append([dataset, base, new, hm, f"{len(base_seeds)}/{len(new_seeds)}"])
-    complete = [r for r in rows if r[3] is not None]
-    if complete:
-        base = float(np.mean([r[1] for r in complete]))
-        new = float(np.mean([r[2] for r in complete]))
-        rows.append([f"Average ({len(complete)})", base, new, harmonic_mean(base, new), ""])
+@dataclass
+class Stat:
+    """Mean and standard deviation (ddof=0, as upstream) over ``n`` seeds."""
+
+    mean: float
+    std: float
+    n: int
+
+    @classmethod
+    def of(cls, values: Sequence[float]) -> Optional["Stat"]:
+        if not values:
+            return None
+        mean, std = summarise(values)
+        return cls(mean, std, len(values))
+
+
+@dataclass
+class Base2NewRow:
+    """One line of the base-to-novel table: a method on a dataset, or its average over datasets."""
+
+    method: str
+    trainer: str
+    config: str
+    shots: str
+    dataset: str
+    base: Optional[Stat]
+    novel: Optional[Stat]
+
+    @property
+    def hm(self) -> Optional[float]:
+        """Harmonic mean of the seed-averaged Base and Novel (as the papers compute it)."""
+        if self.base is None or self.novel is None:
+            return None
+        return harmonic_mean(self.base.mean, self.novel.mean)
+
+    @property
+    def seeds(self) -> str:
+        n_base = self.base.n if self.base else 0
+        n_novel = self.novel.n if self.novel else 0
+        return str(n_base) if n_base == n_novel else f"{n_base}/{n_novel}"
+
+
+def _method_labels(keys: Iterable[Tuple[str, str, str]]) -> Dict[Tuple[str, str, str], str]:
+    """The trainer name, with the config and shots only where one trainer has several."""
+    keys = list(keys)
+    labels = {}
+    for trainer, cfg, shots in keys:
+        variants = [k for k in keys if k[0] == trainer]
+        if len(variants) == 1:
+            labels[(trainer, cfg, shots)] = trainer
+        else:
+            labels[(trainer, cfg, shots)] = f"{trainer} ({cfg}, {shots})"
+    return labels
+
+
+def base2new_rows(results: Base2NewResults) -> List[Base2NewRow]:
+    """Every method on every dataset (datasets in paper order, methods in table order), then,
+    when there are several datasets, each method's average over the datasets it has both
+    Base and Novel for (Base and Novel averaged over datasets, HM of those averages)."""
+    keys = sorted(results, key=lambda k: (method_sort_key(k[0]), k[1], k[2]))
+    labels = _method_labels(keys)
+    datasets = sorted({d for k in keys for d in results[k]}, key=_dataset_sort_key)
+    rows: List[Base2NewRow] = []
+    for dataset in datasets:
+        for key in keys:
+            phases = results[key].get(dataset)
+            if phases is None:
+                continue
+            rows.append(Base2NewRow(labels[key], *key, dataset, Stat.of(list(phases["base"].values())),
+                                    Stat.of(list(phases["new"].values()))))
+    if len(datasets) > 1:
+        for key in keys:
+            complete = [r for r in rows if (r.trainer, r.config, r.shots) == key and r.hm is not None]
+            if not complete:
+                continue
+            base = Stat(float(np.mean([r.base.mean for r in complete])), float("nan"), len(complete))
+            novel = Stat(float(np.mean([r.novel.mean for r in complete])), float("nan"), len(complete))
+            rows.append(Base2NewRow(labels[key], *key, f"Average ({len(complete)})", base, novel))
     return rows
 
 
-HEADERS = ["Dataset", "Base", "Novel", "HM", "Seeds (base/new)"]
+def _format_stat(stat: Optional[Stat]) -> str:
+    if stat is None:
+        return "-"
+    if np.isnan(stat.std):
+        return f"{stat.mean:.2f}"
+    return f"{stat.mean:.2f} ± {stat.std:.2f}"
 
 
-def report_base2new(root: str, keyword: str, csv_path: str = "", md_path: str = "") -> None:
+def base2new_table(rows: Sequence[Base2NewRow]) -> Tuple[List[str], List[List[str]]]:
+    """Headers and formatted cells of the side-by-side table (one Dataset column when several)."""
+    several = len({r.dataset for r in rows}) > 1
+    headers = (["Dataset"] if several else []) + ["Method", "Base", "Novel", "HM", "Seeds"]
+    cells = []
+    for r in rows:
+        hm = "-" if r.hm is None else f"{r.hm:.2f}"
+        average = r.dataset.startswith("Average")
+        line = [r.method, _format_stat(r.base), _format_stat(r.novel), hm, "" if average else r.seeds]
+        cells.append(([r.dataset] if several else []) + line)
+    return headers, cells
+
+
+CSV_HEADERS = ["method", "trainer", "config", "shots", "dataset", "base", "base_std", "novel", "novel_std",
+               "hm", "base_seeds", "novel_seeds"]
+
+
+def _csv_row(r: Base2NewRow) -> List:
+    def num(x: Optional[float]) -> str:
+        return "" if x is None or np.isnan(x) else f"{x:.2f}"
+
+    return [r.method, r.trainer, r.config, r.shots, r.dataset,
+            num(r.base.mean if r.base else None), num(r.base.std if r.base else None),
+            num(r.novel.mean if r.novel else None), num(r.novel.std if r.novel else None), num(r.hm),
+            r.base.n if r.base else 0, r.novel.n if r.novel else 0]
+
+
+def report_base2new(root: str, keyword: str, csv_path: str = "", md_path: str = "") -> List[Base2NewRow]:
+    """Print the one side-by-side table of every method under ``root``; optionally save it."""
     results = collect_base2new(root, keyword)
     if not results:
         raise ValueError(
             f"No base-to-new logs found under {root} (expected "
             "train_base/<DATASET>/<shots>/<TRAINER>/<CFG>/seed<S>/log.txt)"
         )
-    csv_rows: List[List] = []
-    md_parts: List[str] = []
-    for trainer, cfg, shots in sorted(results):
-        rows = base2new_rows(results[(trainer, cfg, shots)])
-        title = f"{trainer} / {cfg} / {shots}"
-        print(f"=== {title} ({keyword}) ===")
-        print(tabulate(rows, headers=HEADERS, floatfmt=".2f", missingval="-"))
-        md_parts.append(f"### {title}\n\n" + tabulate(rows, headers=HEADERS, floatfmt=".2f", missingval="-", tablefmt="github"))
-        for r in rows:
-            csv_rows.append([trainer, cfg, shots] + [f"{v:.2f}" if isinstance(v, float) else ("" if v is None else v) for v in r])
+    rows = base2new_rows(results)
+    headers, cells = base2new_table(rows)
+    title = f"Base-to-novel {keyword} (mean ± std over seeds; HM of the mean Base and Novel)"
+    print(f"=== {title} ===")
+    print(tabulate(cells, headers=headers, disable_numparse=True))
     if csv_path:
         with open(csv_path, "w", newline="") as f:
             writer = csv.writer(f)
-            writer.writerow(["trainer", "config", "shots"] + HEADERS)
-            writer.writerows(csv_rows)
+            writer.writerow(CSV_HEADERS)
+            writer.writerows(_csv_row(r) for r in rows)
         print(f"CSV written to {csv_path}")
     if md_path:
         with open(md_path, "w") as f:
-            f.write("\n\n".join(md_parts) + "\n")
+            f.write(f"{title}\n\n" + tabulate(cells, headers=headers, tablefmt="github", disable_numparse=True) + "\n")
         print(f"Markdown written to {md_path}")
+    return rows
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -12,7 +12,9 @@
 #
 # Environment read here:
 #   DATA    (required) folder holding the datasets
-#   CFG     config name (default: the method's DEFAULT_CFG)
+#   CFG     config name (default: the method's synthetic config for the synthetic
+#           world, DEFAULT_CFG_IMAGENET for ImageNet, else DEFAULT_CFG)
+#   SOURCE  cross-dataset source (default: imagenet; synthetic when the target is synthetic)
 #   OUTPUT  output root (default: output)
 #   SHOTS   shots of the base-to-new and cross-dataset protocols (default: 16)
 #   PYTHON  interpreter (default: python)
@@ -50,6 +52,11 @@ require_data() {
 pick_cfg() {  # pick_cfg DATASET -> the config name for this dataset
     if [[ -n "${CFG:-}" ]]; then
         echo "$CFG"
+    elif [[ "$1" == "synthetic" ]]; then
+        # The built-in world runs with the shipped tiny CLIP: every method has its own config for it.
+        [[ -f "configs/trainers/${CFG_DIR}/synthetic.yaml" ]] ||
+            die "${TRAINER} has no synthetic config (configs/trainers/${CFG_DIR}/synthetic.yaml), so it cannot run on the synthetic world; write one (configs/trainers/CoOp/synthetic.yaml is an example) or set CFG"
+        echo synthetic
     elif [[ "$1" == "imagenet" && -n "${DEFAULT_CFG_IMAGENET:-}" ]]; then
         echo "$DEFAULT_CFG_IMAGENET"
     else
@@ -142,38 +149,61 @@ run_base2new_test() {  # DATASET SEED [KEY VALUE ...]
         DATASET.NUM_SHOTS "$SHOTS" DATASET.SUBSAMPLE_CLASSES new "${METHOD_OPTS[@]}" "$@"
 }
 
-run_xd_train() {  # SEED [KEY VALUE ...]: ImageNet, all classes
-    usage_check 1 "SEED" "$@"
+xd_source() {  # xd_source TARGET -> the dataset the cross-dataset model is trained on
+    if [[ -n "${SOURCE:-}" ]]; then
+        echo "$SOURCE"
+    elif [[ "$1" == "synthetic" ]]; then
+        echo synthetic
+    else
+        echo imagenet
+    fi
+}
+
+xd_model_dir() {  # xd_model_dir SOURCE CFG SEED -> where xd_train.sh writes the source model
+    echo "${OUTPUT}/$1/${TRAINER}/$2_${SHOTS}shots/seed$3"
+}
+
+run_xd_train() {  # [SOURCE] SEED [KEY VALUE ...]: all classes of SOURCE (default: imagenet)
+    usage_check 1 "[SOURCE] SEED" "$@"
+    local source
+    source=$(xd_source "")
+    if (($# >= 2)) && [[ ! "$1" =~ ^[0-9]+$ ]]; then  # upstream MaPLe's form: xd_train.sh imagenet SEED
+        source=$1
+        shift
+    fi
     local seed=$1
     shift
     require_data
     local cfg config data_config
-    cfg=$(pick_cfg imagenet)
+    cfg=$(pick_cfg "$source")
     config=$(config_file "$cfg")
-    data_config=$(dataset_file imagenet)
-    launch "${OUTPUT}/imagenet/${TRAINER}/${cfg}_${SHOTS}shots/seed${seed}" \
+    data_config=$(dataset_file "$source")
+    launch "$(xd_model_dir "$source" "$cfg" "$seed")" \
         --seed "$seed" --trainer "$TRAINER" \
         --dataset-config-file "$data_config" --config-file "$config" \
         DATASET.NUM_SHOTS "$SHOTS" "${METHOD_OPTS[@]}" "$@"
 }
 
-run_xd_test() {  # DATASET SEED [KEY VALUE ...]: the ImageNet model on another dataset
+run_xd_test() {  # DATASET SEED [KEY VALUE ...]: the source model (see xd_source) on another dataset
     usage_check 2 "DATASET SEED" "$@"
     local dataset=$1 seed=$2
     shift 2
     require_data
-    local cfg config data_config epoch
-    cfg=$(pick_cfg imagenet)
+    local source cfg config data_config epoch tag=""
+    source=$(xd_source "$dataset")
+    cfg=$(pick_cfg "$source")
     config=$(config_file "$cfg")
     data_config=$(dataset_file "$dataset")
     epoch=$(max_epoch "$config" "$@")
+    if [[ "$source" != imagenet ]]; then tag="_from_${source}"; fi
     local model_args=()
     if [[ "$EVAL_ONLY" != 1 ]]; then
-        local model_dir="${OUTPUT}/imagenet/${TRAINER}/${cfg}_${SHOTS}shots/seed${seed}"
-        require_model "$model_dir" "xd_train.sh ${seed}"
+        local model_dir
+        model_dir=$(xd_model_dir "$source" "$cfg" "$seed")
+        require_model "$model_dir" "xd_train.sh ${source} ${seed}"
         model_args=(--model-dir "$model_dir" --load-epoch "$epoch" --eval-only)
     fi
-    launch "${OUTPUT}/evaluation/${TRAINER}/${cfg}_${SHOTS}shots/${dataset}/seed${seed}" \
+    launch "${OUTPUT}/evaluation/${TRAINER}/${cfg}_${SHOTS}shots${tag}/${dataset}/seed${seed}" \
         --seed "$seed" --trainer "$TRAINER" \
         --dataset-config-file "$data_config" --config-file "$config" "${model_args[@]}" \
         "${METHOD_OPTS[@]}" "$@"

@@ -5,8 +5,8 @@ Base / Novel / HM table.
     python -m tools.run_synthetic                      # everything (minutes on a laptop CPU)
     python -m tools.run_synthetic --seeds 1 --methods coop sempt
 
-Each run is ``bash scripts/<method>/base2new_{train,test}.sh synthetic SEED`` with
-``CFG=synthetic``; its console output goes to ``<output>/console/``, the runs' own
+Each run is ``bash scripts/<method>/base2new_{train,test}.sh synthetic SEED`` (on the
+synthetic world the scripts pick each method's ``synthetic`` config); its console output goes to ``<output>/console/``, the runs' own
 logs to ``<output>/base2new/...`` as usual. Finished runs are skipped, so an
 interrupted invocation continues where it stopped.
 """
@@ -59,8 +59,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     output = Path(args.output)
     output_abs = output if output.is_absolute() else REPO / output
     threads = max(1, (os.cpu_count() or 1) // max(1, args.jobs))
-    env = dict(os.environ, DATA=str(data), CFG="synthetic", OUTPUT=str(output_abs), PYTHON=sys.executable,
+    env = dict(os.environ, DATA=str(data), OUTPUT=str(output_abs), PYTHON=sys.executable,
                OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
+    env.pop("CFG", None)  # a CFG left in the shell would override every method's synthetic config
 
     # Generate the world once before runs start in parallel.
     subprocess.run([sys.executable, "-c", "import datasets.synthetic_world as w; w.ensure_world(__import__('sys').argv[1])",

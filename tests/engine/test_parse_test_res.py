@@ -45,24 +45,52 @@ def test_base2new_table(tmp_path, capsys):
         for i, (b, n) in enumerate(zip(bases, news), 1):
             write_log(str(root / "train_base" / ds / common / f"seed{i}" / "log.txt"), b)
             write_log(str(root / "test_new" / ds / common / f"seed{i}" / "log.txt"), n, end=None)
-    write_log(str(root / "train_base" / "dtd" / "shots_16/KgCoOp/cfg" / "seed1" / "log.txt"), 80.0)
+    write_log(str(root / "train_base" / "eurosat" / "shots_16/SemPT/cfg" / "seed1" / "log.txt"), 80.0)
     csv_path, md_path = str(tmp_path / "r.csv"), str(tmp_path / "r.md")
     ptr.main([str(root), "--base2new", "--csv", csv_path, "--markdown", md_path])
     out = capsys.readouterr().out
-    assert "CoOp / vit_b16_ctxv1 / shots_16" in out and "KgCoOp / cfg / shots_16" in out
+    # One table: the methods side by side, the dataset column because there are two datasets.
+    assert out.count("===") == 2 and "Dataset" in out and "Method" in out
 
-    rows = {(r["trainer"], r["Dataset"]): r for r in csv.DictReader(open(csv_path))}
-    eurosat = rows[("CoOp", "eurosat")]
-    assert (eurosat["Base"], eurosat["Novel"]) == ("91.00", "62.00")
-    assert float(eurosat["HM"]) == pytest.approx(2 * 91 * 62 / 153, abs=0.005)
-    avg = rows[("CoOp", "Average (2)")]
+    rows = list(csv.DictReader(open(csv_path)))
+    by_key = {(r["method"], r["dataset"]): r for r in rows}
+    eurosat = by_key[("CoOp", "eurosat")]
+    assert (eurosat["base"], eurosat["base_std"], eurosat["novel"], eurosat["novel_std"]) == ("91.00", "1.00", "62.00", "2.00")
+    assert float(eurosat["hm"]) == pytest.approx(2 * 91 * 62 / 153, abs=0.005)
+    assert (eurosat["base_seeds"], eurosat["novel_seeds"]) == ("2", "2")
+    avg = by_key[("CoOp", "Average (2)")]
     b, n = (91 + 98) / 2, (62 + 94) / 2
-    assert float(avg["Base"]) == pytest.approx(b, abs=0.005)
-    assert float(avg["HM"]) == pytest.approx(2 * b * n / (b + n), abs=0.005)
-    assert rows[("KgCoOp", "dtd")]["Novel"] == ""  # no test_new run yet
-    assert [r["Dataset"] for r in csv.DictReader(open(csv_path)) if r["trainer"] == "CoOp"][:2] == ["caltech101", "eurosat"]
+    assert float(avg["base"]) == pytest.approx(b, abs=0.005)
+    assert float(avg["hm"]) == pytest.approx(2 * b * n / (b + n), abs=0.005)
+    assert by_key[("SemPT", "eurosat")]["novel"] == ""  # no test_new run yet
+    assert ("SemPT", "Average (1)") not in by_key  # an average needs both halves
+    # Datasets in paper order, methods in table order (ours last) inside each dataset.
+    assert [(r["dataset"], r["method"]) for r in rows] == [
+        ("caltech101", "CoOp"), ("eurosat", "CoOp"), ("eurosat", "SemPT"), ("Average (2)", "CoOp")]
+
     md = open(md_path).read()
-    assert "### CoOp / vit_b16_ctxv1 / shots_16" in md and "| eurosat" in md
+    assert md.count("| eurosat") == 2 and "91.00 ± 1.00" in md and "| Seeds" in md
+    assert "91.00 ± 1.00" in out
+
+
+def test_base2new_single_dataset_has_one_row_per_method(tmp_path, capsys):
+    root = tmp_path / "base2new"
+    for trainer, base, new in [("SemPT", 70.0, 60.0), ("CoOp", 80.0, 50.0), ("KgCoOp", 75.0, 55.0)]:
+        write_log(str(root / "train_base" / "dtd" / f"shots_16/{trainer}/cfg" / "seed1" / "log.txt"), base)
+        write_log(str(root / "test_new" / "dtd" / f"shots_16/{trainer}/cfg" / "seed1" / "log.txt"), new, end=None)
+    rows = ptr.report_base2new(str(root), "accuracy")
+    assert [r.method for r in rows] == ["CoOp", "KgCoOp", "SemPT"]
+    headers, cells = ptr.base2new_table(rows)
+    assert headers == ["Method", "Base", "Novel", "HM", "Seeds"]
+    assert cells[2] == ["SemPT", "70.00 ± 0.00", "60.00 ± 0.00", f"{2 * 70 * 60 / 130:.2f}", "1"]
+
+
+def test_base2new_labels_configs_when_a_trainer_has_several(tmp_path):
+    root = tmp_path / "base2new"
+    for cfg in ("a", "b"):
+        write_log(str(root / "train_base" / "dtd" / f"shots_16/CoOp/{cfg}" / "seed1" / "log.txt"), 70.0)
+    rows = ptr.base2new_rows(ptr.collect_base2new(str(root)))
+    assert [r.method for r in rows] == ["CoOp (a, shots_16)", "CoOp (b, shots_16)"]
 
 
 def test_base2new_reads_eval_only_base_runs(tmp_path, capsys):

@@ -18,8 +18,10 @@ def run(script: str, *args: str, env: dict, cwd: Path) -> subprocess.CompletedPr
 
 @pytest.fixture()
 def env(tmp_path, synthetic_data_root):
-    return dict(os.environ, DATA=synthetic_data_root, CFG="synthetic", OUTPUT=str(tmp_path / "output"),
-                PYTHON=sys.executable, SEMPT_CACHE_DIR=str(tmp_path / "cache"), OMP_NUM_THREADS="1")
+    env = dict(os.environ, DATA=synthetic_data_root, OUTPUT=str(tmp_path / "output"),
+               PYTHON=sys.executable, SEMPT_CACHE_DIR=str(tmp_path / "cache"), OMP_NUM_THREADS="1")
+    env.pop("CFG", None)  # the scripts pick each method's synthetic config by themselves
+    return env
 
 
 def test_data_must_be_set(tmp_path, env):
@@ -51,7 +53,7 @@ def test_sempt_base_to_new_from_another_directory(tmp_path, env):
 
     table = subprocess.run([sys.executable, str(REPO / "parse_test_res.py"), "--base2new", str(out)],
                            capture_output=True, text=True, cwd=tmp_path)
-    assert table.returncode == 0 and "SemPT / synthetic / shots_16" in table.stdout
+    assert table.returncode == 0 and "SemPT" in table.stdout and "Base" in table.stdout
 
 
 def test_test_script_needs_the_trained_model(tmp_path, env):
@@ -70,8 +72,12 @@ def test_ablation_runs_a_variant_into_its_own_folder(tmp_path, env):
     assert bad.returncode != 0 and "unknown variant" in bad.stderr
 
 
+METHODS = sorted(p.parent.name for p in (REPO / "scripts").glob("*/method.sh"))
+
+
 def test_every_method_has_the_five_scripts():
-    for method in ("coop", "cocoop", "kgcoop", "zsclip", "sempt"):
+    assert {"coop", "cocoop", "kgcoop", "zsclip", "sempt"} <= set(METHODS)
+    for method in METHODS:
         for script in ("base2new_train", "base2new_test", "xd_train", "xd_test", "fewshot"):
             path = REPO / "scripts" / method / f"{script}.sh"
             assert path.is_file() and os.access(path, os.X_OK), path
@@ -83,3 +89,45 @@ def test_zero_shot_fewshot_row_evaluates_without_training(tmp_path, env):
     log = (tmp_path / "output" / "fewshot" / "synthetic" / "shots_4" / "ZeroshotCLIP" / "synthetic" / "seed1"
            / "log.txt").read_text()
     assert "=> result" in log and "Finish training" not in log
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_every_method_runs_base_to_new_on_the_synthetic_world_as_is(tmp_path, env, method):
+    """No CFG: on the synthetic world every script picks the method's synthetic config."""
+    env = dict(env, SHOTS="2")
+    for part in ("train", "test"):
+        result = run(f"{method}/base2new_{part}.sh", "synthetic", "1", "OPTIM.MAX_EPOCH", "1", env=env, cwd=tmp_path)
+        assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    logs = list((tmp_path / "output" / "base2new" / "test_new" / "synthetic" / "shots_2").glob("*/synthetic/seed1/log.txt"))
+    assert len(logs) == 1 and "=> result" in logs[0].read_text()
+
+
+def test_cross_dataset_scripts_run_on_the_synthetic_world(tmp_path, env):
+    env = dict(env, SHOTS="2")
+    train = run("coop/xd_train.sh", "synthetic", "1", "OPTIM.MAX_EPOCH", "1", env=env, cwd=tmp_path)
+    assert train.returncode == 0, train.stdout[-2000:] + train.stderr[-2000:]
+    assert (tmp_path / "output" / "synthetic" / "CoOp" / "synthetic_2shots" / "seed1" / "log.txt").is_file()
+    test = run("coop/xd_test.sh", "synthetic", "1", "OPTIM.MAX_EPOCH", "1", env=env, cwd=tmp_path)
+    assert test.returncode == 0, test.stdout[-2000:] + test.stderr[-2000:]
+    log = tmp_path / "output" / "evaluation" / "CoOp" / "synthetic_2shots_from_synthetic" / "synthetic" / "seed1" / "log.txt"
+    assert "=> result" in log.read_text()
+
+
+def test_a_method_without_a_synthetic_config_says_so(tmp_path, env):
+    """A fork's method with real-data configs only: the scripts name the missing file and the fix."""
+    repo = tmp_path / "repo"
+    (repo / "scripts" / "mine").mkdir(parents=True)
+    (repo / "configs" / "trainers" / "Mine").mkdir(parents=True)
+    (repo / "configs" / "datasets").mkdir(parents=True)
+    (repo / "scripts" / "lib.sh").write_text((REPO / "scripts" / "lib.sh").read_text())
+    (repo / "scripts" / "mine" / "method.sh").write_text(
+        'TRAINER=Mine\nDEFAULT_CFG=vit_b16\nsource "$(dirname "${BASH_SOURCE[0]}")/../lib.sh"\n')
+    (repo / "scripts" / "mine" / "base2new_train.sh").write_text(
+        'source "$(dirname "$0")/method.sh"\nrun_base2new_train "$@"\n')
+    (repo / "configs" / "trainers" / "Mine" / "vit_b16.yaml").write_text("{}\n")
+    (repo / "configs" / "datasets" / "synthetic.yaml").write_text("DATASET:\n  NAME: Synthetic\n")
+    result = subprocess.run(["bash", str(repo / "scripts" / "mine" / "base2new_train.sh"), "synthetic", "1"],
+                            cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
+    assert result.returncode != 0
+    assert "Mine has no synthetic config (configs/trainers/Mine/synthetic.yaml)" in result.stderr
+    assert "or set CFG" in result.stderr
