@@ -32,11 +32,11 @@ ARCHS = {
 
 
 def write_random_clip(path: Path, arch: str) -> int:
-    from clip.model import CLIP, convert_weights
+    from trainers.common.openai_clip import clip
 
     torch.manual_seed(0)
-    model = CLIP(*ARCHS[arch])
-    convert_weights(model)  # the released checkpoints' layout: fp16 matrices
+    model = clip.model.CLIP(*ARCHS[arch])
+    clip.model.convert_weights(model)  # the released checkpoints' layout: fp16 matrices
     torch.save(model.state_dict(), path)
     return ARCHS[arch][1]
 

@@ -28,7 +28,7 @@ import torch.nn.functional as F
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from clip.model import CLIP  # noqa: E402
+from trainers.common.openai_clip import clip  # noqa: E402
 
 from trainers.common.model import PromptCLIP  # noqa: E402
 from trainers.common.prompt_learner import PromptLearner  # noqa: E402
@@ -71,7 +71,7 @@ def timed(fn: Callable[[], torch.Tensor], repeats: int) -> tuple:
     return (time.perf_counter() - start) / repeats, out
 
 
-def bench(method: str, n_cls: int, clip_model: CLIP, args) -> Dict[str, float]:
+def bench(method: str, n_cls: int, clip_model: clip.model.CLIP, args) -> Dict[str, float]:
     torch.manual_seed(0)
     learner = PromptLearner(caltech_names(n_cls), clip_model, ctx_init="a photo of a", verbose=False)
     model = PromptCLIP(clip_model, learner)
@@ -151,7 +151,7 @@ def main(argv=None) -> None:
     torch.set_num_threads(args.threads)
 
     torch.manual_seed(0)
-    clip_model = CLIP(*ARCHS[args.arch]).float().eval()
+    clip_model = clip.model.CLIP(*ARCHS[args.arch]).float().eval()
     clip_model.requires_grad_(False)
     print(f"arch {args.arch}, CPU fp32, {args.threads} thread(s); times in seconds (ours / plain = speed-up)")
     header = f"{'method':8} {'classes':>7}  " + "  ".join(f"{k:>26}" for k in ("text step", "train step", "evaluation"))

@@ -59,7 +59,6 @@ def test_visual_weights_follow_similarity():
 
 def test_memory_stays_far_below_the_naive_tensor():
     """C=1000, K=8, B=128, D=512: the naive B x C x K x D tensor alone is 2 GiB in fp32."""
-    tracemalloc = pytest.importorskip("tracemalloc")
     g = torch.Generator().manual_seed(3)
     B, C, K, D = 128, 1000, 8, 512
     f, t, e = _unit(B, D, generator=g), _unit(C, D, generator=g), _unit(C, K, D, generator=g)

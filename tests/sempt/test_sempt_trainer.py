@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-import re
 
 import pytest
 import torch
@@ -10,7 +9,7 @@ import torch.nn.functional as F
 
 from dassl.engine import build_trainer
 
-from .conftest import EUROSAT_CLASSES, write_attribute_file
+from .conftest import EUROSAT_CLASSES
 
 
 def _set_seed():

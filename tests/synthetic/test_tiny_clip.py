@@ -4,13 +4,11 @@ from __future__ import annotations
 import os
 import re
 
-import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from clip.model import build_model
 
-import clip
+from trainers.common.openai_clip import clip
 from datasets import synthetic_world as sw
 from tools.synthetic import pretrain_tiny_clip as pt
 
@@ -30,7 +28,7 @@ def test_checkpoint_loads_with_build_model():
     assert os.path.getsize(CHECKPOINT) <= 10 * 2**20
     state = torch.load(CHECKPOINT, map_location="cpu")
     assert isinstance(state, dict) and all(isinstance(v, torch.Tensor) for v in state.values())
-    model = build_model(state).float().eval()
+    model = clip.model.build_model(state).float().eval()
     assert model.visual.input_resolution == 64
     assert model.vocab_size == 49408 and model.context_length == 77
     with torch.no_grad():
@@ -76,7 +74,7 @@ def test_export_keeps_vectors_fp32_and_halves_matrices():
     state = pt.export_state_dict(pt.build_tiny_clip(0))
     assert state["token_embedding.weight"].dtype == torch.float16
     assert state["ln_final.weight"].dtype == torch.float32
-    build_model(dict(state))  # loads as an OpenAI checkpoint would
+    clip.model.build_model(dict(state))  # loads as an OpenAI checkpoint would
 
 
 @pytest.mark.slow

@@ -3,8 +3,7 @@ import os
 import pytest
 import torch
 
-import clip
-from trainers.common import clip_loader
+from trainers.common.openai_clip import clip
 from trainers.common.clip_loader import load_clip, load_clip_to_cpu, resolve_clip_checkpoint
 from trainers.common.precision import resolve_precision
 

@@ -3,7 +3,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-import clip
+from trainers.common.openai_clip import clip
 from trainers.common.prompt_learner import PromptLearner, bpe_length
 from trainers.common.text_encoder import TextEncoder, class_text_features
 

@@ -10,7 +10,7 @@ from typing import Union
 
 import torch
 
-from clip.model import CLIP
+from trainers.common.openai_clip import clip
 
 VOCAB_SIZE = 49408  # CLIP's BPE vocabulary: real tokenizer ids must be valid rows
 CONTEXT_LENGTH = 77
@@ -25,7 +25,7 @@ def build_tiny_clip(
     text_layers: int = 2,
     embed_dim: int = 32,
     seed: int = 0,
-) -> CLIP:
+) -> clip.model.CLIP:
     """The float32 model itself (random weights from ``seed``)."""
     for width in (vision_width, text_width):
         if width % 64:
@@ -35,7 +35,7 @@ def build_tiny_clip(
     generator_state = torch.random.get_rng_state()
     torch.manual_seed(seed)
     try:
-        model = CLIP(
+        model = clip.model.CLIP(
             embed_dim,
             image_resolution, vision_layers, vision_width, patch_size,
             CONTEXT_LENGTH, VOCAB_SIZE, text_width, text_width // 64, text_layers,

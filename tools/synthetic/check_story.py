@@ -27,26 +27,25 @@ import torch.nn.functional as F
 if __package__ in (None, ""):
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 
-import clip  # noqa: E402
-from clip.model import CLIP, build_model  # noqa: E402
+from trainers.common.openai_clip import clip  # noqa: E402
 
 from datasets import synthetic_world as sw  # noqa: E402
 from tools.synthetic.pretrain_tiny_clip import images_to_tensor  # noqa: E402
 
 
-def load_checkpoint(path: str) -> CLIP:
+def load_checkpoint(path: str) -> clip.model.CLIP:
     """Load as the trainers do: ``build_model`` on the state dict, then fp32."""
     state = torch.load(path, map_location="cpu")
-    return build_model(state).float().eval()
+    return clip.model.build_model(state).float().eval()
 
 
 @torch.no_grad()
-def encode_texts(model: CLIP, texts: List[str]) -> torch.Tensor:
+def encode_texts(model: clip.model.CLIP, texts: List[str]) -> torch.Tensor:
     return F.normalize(model.encode_text(clip.tokenize(texts)).float(), dim=-1)
 
 
 @torch.no_grad()
-def story_report(model: CLIP, world: Optional[sw.World] = None, per_class: int = 25) -> Dict[str, float]:
+def story_report(model: clip.model.CLIP, world: Optional[sw.World] = None, per_class: int = 25) -> Dict[str, float]:
     world = world or sw.build_world()
     attr_data = sw.build_attribute_data(world)
     images, labels = [], []

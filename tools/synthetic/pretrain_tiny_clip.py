@@ -33,8 +33,7 @@ import torch.nn.functional as F
 if __package__ in (None, ""):  # run as a file: make the repository root importable
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 
-import clip  # noqa: E402
-from clip.model import CLIP  # noqa: E402
+from trainers.common.openai_clip import clip  # noqa: E402
 
 from datasets import synthetic_world as sw  # noqa: E402
 
@@ -63,9 +62,9 @@ NAME_NOISE = 0.3
 MAX_TOKENS = 32  # captions are shorter; EOT features are exact under the causal mask
 
 
-def build_tiny_clip(seed: int) -> CLIP:
+def build_tiny_clip(seed: int) -> clip.model.CLIP:
     torch.manual_seed(seed)
-    return CLIP(**ARCH)
+    return clip.model.CLIP(**ARCH)
 
 
 def images_to_tensor(images: Sequence[np.ndarray]) -> torch.Tensor:
@@ -76,7 +75,7 @@ def images_to_tensor(images: Sequence[np.ndarray]) -> torch.Tensor:
     return (x - mean) / std
 
 
-def encode_text_short(model: CLIP, tokens: torch.Tensor) -> torch.Tensor:
+def encode_text_short(model: clip.model.CLIP, tokens: torch.Tensor) -> torch.Tensor:
     """``model.encode_text`` on the first ``tokens.shape[1]`` positions.
 
     The text transformer is causal, so the EOT feature depends only on the positions up to
@@ -162,7 +161,7 @@ def multi_positive_loss(img: torch.Tensor, txt: torch.Tensor, scale: torch.Tenso
     return (loss_i + loss_t) / 2
 
 
-def export_state_dict(model: CLIP) -> Dict[str, torch.Tensor]:
+def export_state_dict(model: clip.model.CLIP) -> Dict[str, torch.Tensor]:
     """A plain state dict for ``clip.model.build_model``: matrices in fp16, vectors fp32."""
     out = {}
     for key, value in model.state_dict().items():
@@ -181,7 +180,7 @@ def sha256_of(path: str) -> str:
     return h.hexdigest()
 
 
-def train(steps: int, batch: int, lr: float, seed: int, log_every: int = 25) -> CLIP:
+def train(steps: int, batch: int, lr: float, seed: int, log_every: int = 25) -> clip.model.CLIP:
     world = sw.build_world()
     model = build_tiny_clip(seed)
     model.train()

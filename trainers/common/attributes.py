@@ -355,8 +355,8 @@ def find_attribute_file(dataset_name: str, explicit_path: str = "",
 @lru_cache(maxsize=1)
 def _tokenizer():
     # Imported here: ``clip`` imports torch, which this module must not need at import time.
-    from clip.simple_tokenizer import SimpleTokenizer
-    return SimpleTokenizer()
+    from .openai_clip import clip
+    return clip.simple_tokenizer.SimpleTokenizer()
 
 
 def count_clip_tokens(text: str) -> int:

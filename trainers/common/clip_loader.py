@@ -25,8 +25,7 @@ from typing import Dict, Optional
 
 import torch
 
-import clip
-from clip.model import CLIP
+from .openai_clip import clip
 
 CACHE_ENV = "CLIP_CACHE_DIR"
 OFFLINE_ENV = "CLIP_OFFLINE"
@@ -117,14 +116,14 @@ def load_clip_state_dict(path: Path | str) -> Dict[str, torch.Tensor]:
     return state
 
 
-def load_clip(name_or_path: str, download: Optional[bool] = None) -> CLIP:
+def load_clip(name_or_path: str, download: Optional[bool] = None) -> clip.model.CLIP:
     """Build a CLIP model on the CPU, in the layout of ``clip.build_model`` (fp16 weights, eval mode)."""
     path = resolve_clip_checkpoint(name_or_path, download=download)
     state = load_clip_state_dict(path)
     return clip.model.build_model(dict(state))
 
 
-def load_clip_to_cpu(cfg) -> CLIP:
+def load_clip_to_cpu(cfg) -> clip.model.CLIP:
     """Upstream-compatible entry point: the CLIP named by ``cfg.MODEL.BACKBONE.NAME``, on the CPU."""
     return load_clip(cfg.MODEL.BACKBONE.NAME)
 

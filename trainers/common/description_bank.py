@@ -17,7 +17,7 @@ from typing import Dict, List, Sequence, Tuple
 import torch
 import torch.nn.functional as F
 
-import clip
+from .openai_clip import clip
 
 from .text_encoder import TextEncoder, tokenize
 

@@ -20,12 +20,12 @@ from typing import List, Optional, Sequence, Tuple
 import torch
 from torch import nn
 
-from clip.simple_tokenizer import SimpleTokenizer
+from .openai_clip import clip
 
 from .text_encoder import tokenize
 
 CLASS_TOKEN_POSITIONS = ("end", "middle", "front")
-_tokenizer = SimpleTokenizer()
+_tokenizer = clip.simple_tokenizer.SimpleTokenizer()
 
 
 def bpe_length(text: str) -> int:

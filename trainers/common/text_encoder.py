@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-import clip
+from .openai_clip import clip
 
 # Sequences per text-encoder call when encoding hand-crafted text: bounds the
 # activation memory (about chunk * length * width floats per layer).
