@@ -1,4 +1,4 @@
-"""Summarise test results from ``log.txt`` files (upstream CoOp's parser, spec 6.3, extended).
+"""Summarise test results from ``log.txt`` files (upstream CoOp's ``parse_test_res.py``, extended).
 
 Upstream modes::
 

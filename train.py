@@ -1,4 +1,5 @@
-"""Train or evaluate a prompt learner: upstream CoOp's ``train.py`` (spec 1.2), with fixes.
+"""Train or evaluate a prompt learner: upstream CoOp's ``train.py``, with fixes
+(docs/upstream-differences.md).
 
     python train.py --root DATA --seed 1 --trainer CoOp \
         --dataset-config-file configs/datasets/caltech101.yaml \

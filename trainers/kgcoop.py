@@ -5,7 +5,7 @@ learned class text features and ``t_c^clip`` the features of the dataset's
 hand-crafted template (``CUSTOM_TEMPLATES_KG``) from the same, already-loaded CLIP,
 computed once per class set.
 
-Differences from the reference code (spec 7.6): its own ``TRAINER.KGCOOP`` node
+Differences from the reference code (docs/upstream-differences.md, "KgCoOp"): its own ``TRAINER.KGCOOP`` node
 (``TRAINER.COOP.W``, the upstream spelling of lambda, overrides ``KGCOOP.W`` when
 given); ``CTX_INIT`` is honoured (upstream always used "a photo of a"); no unused
 parameters; CSC and the class-token position work as in CoOp.

@@ -1,7 +1,7 @@
 """SemPT (Shi, Ou, Chen, arXiv 2508.10645): semantic prompt tuning with shared attributes.
 
 What the abstract states and what is our reading: ``README.md`` (Method) and
-``../shared/spec/sempt-method.md``. In short, with ``f`` the image embedding,
+the README's "Method" section. In short, with ``f`` the image embedding,
 ``t_c`` the CoOp label embedding and ``e_ck`` the frozen embedding of class ``c``'s
 description along shared attribute ``k``:
 

@@ -4,7 +4,7 @@ from .node import CfgNode, ConfigError
 
 
 def get_cfg_default() -> CfgNode:
-    """A mutable clone of the defaults (spec 2.1 + the project keys)."""
+    """A mutable clone of the defaults (upstream Dassl's ``dassl/config/defaults.py`` + the project keys)."""
     return cfg_default.clone()
 
 

@@ -1,4 +1,4 @@
-"""Upstream Dassl's default config (spec section 2.1), minus the DA/DG/SSL trainer nodes.
+"""Upstream Dassl's default config (its ``dassl/config/defaults.py``), minus the DA/DG/SSL trainer nodes.
 
 Two project keys are added: ``DATASET.SUBSAMPLE_CLASSES`` (all|base|new, the
 base-to-new protocol) and ``DATASET.CACHE_DIR`` (where split/few-shot caches go when

@@ -1,4 +1,4 @@
-"""``DataManager``, ``DatasetWrapper`` and ``build_data_loader`` (spec 4.2).
+"""``DataManager``, ``DatasetWrapper`` and ``build_data_loader`` (upstream Dassl's ``dassl/data/data_manager.py``).
 
 Reproducibility beyond upstream: a training loader shuffles with its own
 ``torch.Generator`` seeded from torch's global RNG when the loader is built (so

@@ -1,6 +1,6 @@
-"""``TrainerBase`` / ``SimpleTrainer`` / ``TrainerX``: upstream Dassl's lifecycle (spec 1.3-1.5, 1.8).
+"""``TrainerBase`` / ``SimpleTrainer`` / ``TrainerX``: upstream Dassl's lifecycle (its ``dassl/engine/trainer.py``).
 
-Beyond upstream (spec 7.2):
+Beyond upstream (docs/upstream-differences.md, "Checkpoints and resume"):
 - every epoch writes ``<output>/<name>/model.pth.tar-<epoch>`` atomically with the model,
   optimizer, scheduler state and the RNG states (Python, NumPy, torch, CUDA and the
   training sampler's generator); the previous epoch's file is then removed unless
@@ -34,9 +34,10 @@ from dassl.data import DataManager
 from dassl.evaluation import build_evaluator
 from dassl.utils import (
     AverageMeter,
+    CheckpointError,
     MetricMeter,
     get_rng_state,
-    load_checkpoint,
+    read_model_checkpoint,
     save_checkpoint,
     set_rng_state,
 )
@@ -163,20 +164,40 @@ class TrainerBase:
             save_checkpoint(state, osp.join(directory, name), is_best=is_best, model_name=model_name)
 
     def resume_model_if_exist(self, directory: str) -> int:
-        """Restore the last epoch checkpoint in ``directory``; return the epoch to start from."""
+        """Restore the newest readable epoch checkpoint in ``directory``; return the epoch to start from.
+
+        The last two epoch files are kept while training (see ``after_epoch``), so a latest
+        file that cannot be read (a disk fault, a copy cut short) is reported and training
+        resumes, exactly, from the one before it.
+        """
         names = self.get_model_names()
-        last = [_last_epoch(osp.join(directory, name)) for name in names]
-        if not names or any(e is None for e in last):
+        saved = [set(_epoch_files(osp.join(directory, name))) for name in names]
+        # If a crash hit between two models' saves, only epochs complete for all count.
+        epochs = sorted(set.intersection(*saved), reverse=True) if names and all(saved) else []
+        if not epochs:
             print("No checkpoint found, train from scratch")
             return 0
-        # If a crash hit between two models' saves, the older epoch is complete for all.
-        epoch = min(last)
-        print(f"Found checkpoint at {directory} (will resume training)")
+        for epoch in epochs:
+            try:
+                checkpoints = {
+                    name: read_model_checkpoint(osp.join(directory, name, f"model.pth.tar-{epoch}"))
+                    for name in names
+                }
+            except CheckpointError as err:
+                print(f"Skipping an unreadable checkpoint of epoch {epoch}: {err}")
+                continue
+            print(f"Found checkpoint at {directory} (will resume training)")
+            self._restore_training_state(directory, epoch, checkpoints)
+            return epoch
+        raise CheckpointError(
+            f"None of the epoch checkpoints in {directory} (epochs {sorted(epochs)}) can be read, so "
+            "training cannot resume. Move them away (or delete the output folder) to train from scratch."
+        )
+
+    def _restore_training_state(self, directory: str, epoch: int, checkpoints: Dict[str, Dict[str, Any]]) -> None:
         train_state = None
-        for name in names:
-            fpath = osp.join(directory, name, f"model.pth.tar-{epoch}")
-            print(f'Loading checkpoint from "{fpath}"')
-            checkpoint = load_checkpoint(fpath)
+        for name, checkpoint in checkpoints.items():
+            print(f'Loading checkpoint from "{osp.join(directory, name, f"model.pth.tar-{epoch}")}"')
             self._models[name].load_state_dict(checkpoint["state_dict"])
             if self._optims[name] is not None and checkpoint.get("optimizer") is not None:
                 self._optims[name].load_state_dict(checkpoint["optimizer"])
@@ -193,7 +214,6 @@ class TrainerBase:
                 generator.set_state(train_state["sampler_generator"])
             self.best_result = train_state["best_result"]
         print(f"Previous epoch: {epoch}")
-        return epoch
 
     def checkpoint_path(self, directory: str, name: str, epoch: Optional[int] = None) -> str:
         """The file ``load_model`` reads for ``name``.
@@ -238,7 +258,7 @@ class TrainerBase:
         extras: Dict[str, Any] = {}
         for name in names:
             fpath = self.checkpoint_path(directory, name, epoch)
-            checkpoint = load_checkpoint(fpath)
+            checkpoint = read_model_checkpoint(fpath)
             state_dict = {k: v for k, v in checkpoint["state_dict"].items() if not _is_ignored(k, ignored)}
             msg = f'Loading weights to {name} from "{fpath}" (epoch = {checkpoint.get("epoch")})'
             if checkpoint.get("val_result") is not None:
@@ -417,6 +437,8 @@ class SimpleTrainer(TrainerBase):
         self.time_start = time.time()
 
     def after_train(self) -> None:
+        # Training is over: the fallback for resuming is no longer needed.
+        self._drop_epoch_checkpoint(self.max_epoch - 1)
         print("Finish training")
         if not self.cfg.TEST.NO_TEST:
             if self.cfg.TEST.FINAL_MODEL == "best_val":
@@ -430,9 +452,17 @@ class SimpleTrainer(TrainerBase):
         self.close_writer()
 
     def _keeps_checkpoint(self, epoch_number: int) -> bool:
-        """Whether the 1-based ``epoch_number`` file stays once a later one exists."""
+        """Whether the 1-based ``epoch_number`` file stays once training has finished."""
         freq = self.cfg.TRAIN.CHECKPOINT_FREQ
         return freq > 0 and epoch_number % freq == 0
+
+    def _drop_epoch_checkpoint(self, epoch_number: int) -> None:
+        if epoch_number < 1 or self._keeps_checkpoint(epoch_number):
+            return
+        for name in self.get_model_names():
+            fpath = osp.join(self.output_dir, name, f"model.pth.tar-{epoch_number}")
+            if osp.isfile(fpath):
+                os.remove(fpath)
 
     def after_epoch(self) -> None:
         if not self.cfg.TEST.NO_TEST and self.cfg.TEST.FINAL_MODEL == "best_val":
@@ -440,15 +470,11 @@ class SimpleTrainer(TrainerBase):
             if curr_result > self.best_result:
                 self.best_result = curr_result
                 self.save_model(self.epoch, self.output_dir, val_result=curr_result, model_name=BEST_NAME)
-        # Saved every epoch so an interrupted run resumes exactly; the previous
-        # epoch's file is then dropped unless CHECKPOINT_FREQ keeps it.
+        # Saved every epoch so an interrupted run resumes exactly. The file of the epoch
+        # before stays as a fallback should this one prove unreadable; older ones go
+        # unless CHECKPOINT_FREQ keeps them.
         self.save_model(self.epoch, self.output_dir)
-        previous = self.epoch  # 1-based number of the previous epoch's file
-        if previous >= 1 and not self._keeps_checkpoint(previous):
-            for name in self.get_model_names():
-                fpath = osp.join(self.output_dir, name, f"model.pth.tar-{previous}")
-                if osp.isfile(fpath):
-                    os.remove(fpath)
+        self._drop_epoch_checkpoint(self.epoch - 1)
 
     @torch.no_grad()
     def test(self, split: Optional[str] = None) -> float:

@@ -1,4 +1,4 @@
-"""Evaluators: ``Classification`` prints upstream's ``=> result`` block (spec 1.6).
+"""Evaluators: ``Classification`` prints upstream's ``=> result`` block (upstream Dassl ``dassl/evaluation/evaluator.py``).
 
 Accuracy, error and macro-F1 are printed with two decimals (as the KgCoOp fork does)
 so that logs carry the precision papers report. Macro-F1 is computed here (no

@@ -1,4 +1,4 @@
-"""Top-k accuracy (upstream ``dassl.metrics.compute_accuracy``, spec 1.6)."""
+"""Top-k accuracy (upstream Dassl's ``dassl/metrics/accuracy.py``)."""
 from __future__ import annotations
 
 from typing import List, Sequence, Union

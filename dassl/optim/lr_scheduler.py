@@ -1,10 +1,10 @@
-"""Per-epoch learning-rate schedules in closed form (spec 1.7 and 7.1).
+"""Per-epoch learning-rate schedules in closed form (docs/upstream-differences.md, "Learning-rate schedule").
 
 Upstream chained torch schedulers inside a warm-up wrapper; that breaks on recent
 torch, pickles objects into checkpoints and, after a resume, drives a copy of the
 optimizer (the LR freezes). Here the LR of epoch ``e`` is a pure function of ``e``
 and the config, and the state is one integer, so a resumed run recomputes the
-right LR. The values equal upstream's (spec 1.7 vectors), e.g. constant warm-up of
+right LR. The values equal those of upstream Dassl's ``dassl/optim/lr_scheduler.py``, e.g. constant warm-up of
 ``W`` epochs then ``LR * (1 + cos(pi * (e - W) / MAX_EPOCH)) / 2``.
 """
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""``build_optimizer`` (upstream ``dassl.optim.build_optimizer`` semantics, spec 1.7)."""
+"""``build_optimizer`` (the semantics of upstream Dassl's ``dassl/optim/optimizer.py``)."""
 from __future__ import annotations
 
 import warnings

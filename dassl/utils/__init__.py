@@ -14,7 +14,14 @@ from .tools import (
     set_rng_state,
     write_json,
 )
-from .torchtools import count_num_param, load_checkpoint, load_pretrained_weights, save_checkpoint
+from .torchtools import (
+    CheckpointError,
+    count_num_param,
+    load_checkpoint,
+    load_pretrained_weights,
+    read_model_checkpoint,
+    save_checkpoint,
+)
 
 __all__ = [
     "Logger",
@@ -34,7 +41,9 @@ __all__ = [
     "set_rng_state",
     "write_json",
     "count_num_param",
+    "CheckpointError",
     "load_checkpoint",
+    "read_model_checkpoint",
     "load_pretrained_weights",
     "save_checkpoint",
 ]

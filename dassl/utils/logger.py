@@ -1,6 +1,6 @@
 """``setup_logger``: tee stdout *and* stderr (warnings, tqdm, tracebacks) into ``log.txt``.
 
-Differences from upstream, on purpose (spec 7.11):
+Differences from upstream, on purpose (docs/upstream-differences.md, "Logs and result parsing"):
 - stderr is recorded too; carriage-return progress updates (tqdm) are collapsed so the
   file gets only each bar's final state;
 - an existing ``log.txt`` is kept by renaming it to ``log.txt-<its mtime>`` and the new

@@ -24,8 +24,10 @@ import torch.nn as nn
 from .tools import mkdir_if_missing
 
 __all__ = [
+    "CheckpointError",
     "save_checkpoint",
     "load_checkpoint",
+    "read_model_checkpoint",
     "load_pretrained_weights",
     "count_num_param",
     "TRUST_ENV_VAR",
@@ -33,6 +35,20 @@ __all__ = [
 
 TRUST_ENV_VAR = "DASSL_TRUST_CHECKPOINTS"
 POINTER_FILE = "checkpoint"  # text file naming the last epoch checkpoint (upstream name)
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint file that cannot be used: the message names the file and the fix."""
+
+
+def _unreadable(fpath: str, err: BaseException) -> CheckpointError:
+    reason = (str(err).splitlines() or [""])[0] or type(err).__name__
+    return CheckpointError(
+        f'Cannot read the checkpoint "{fpath}": it is truncated or not a PyTorch checkpoint '
+        f"({type(err).__name__}: {reason}). Copy or download it again, or point --model-dir / "
+        "--load-epoch at another checkpoint. A training run resumes from the newest readable "
+        "epoch file of its output folder by itself."
+    )
 
 
 def _atomic_write(write_fn, fpath: str) -> None:
@@ -62,7 +78,7 @@ def save_checkpoint(
 
     The write is atomic. Saving an epoch file (no ``model_name``) also re-points the
     ``checkpoint`` text file at it; a named file such as ``model-best.pth.tar`` does
-    not (upstream re-pointed it, which broke resume, spec 7.2). ``is_best`` also writes
+    not (upstream re-pointed it, which broke resume; docs/upstream-differences.md, "Checkpoints and resume"). ``is_best`` also writes
     ``model-best.pth.tar``. Returns the path written.
     """
     mkdir_if_missing(save_dir)
@@ -124,19 +140,42 @@ def load_checkpoint(fpath: str, weights_only: Optional[bool] = None) -> Dict[str
     if weights_only is None:
         weights_only = os.environ.get(TRUST_ENV_VAR, "") not in ("1", "true", "True")
     map_location = None if torch.cuda.is_available() else "cpu"
-    if weights_only:
-        try:
+    try:
+        if weights_only:
             return torch.load(fpath, map_location=map_location, weights_only=True)
-        except pickle.UnpicklingError as e:
-            raise RuntimeError(
+        return torch.load(
+            fpath, map_location=map_location, weights_only=False, pickle_module=_remapping_pickle_module()
+        )
+    except pickle.UnpicklingError as e:
+        if weights_only and "Weights only load failed" in str(e) and "GLOBAL" in str(e):
+            raise CheckpointError(
                 f'"{fpath}" holds pickled Python objects (an upstream Dassl checkpoint pickles '
                 f"its LR scheduler), so it does not load with weights_only=True. If you trust "
                 f"the file, set {TRUST_ENV_VAR}=1 or call load_checkpoint(path, weights_only=False).\n"
                 f"torch said: {str(e).splitlines()[0]}"
             ) from None
-    return torch.load(
-        fpath, map_location=map_location, weights_only=False, pickle_module=_remapping_pickle_module()
-    )
+        raise _unreadable(fpath, e) from None
+    except (RuntimeError, EOFError, KeyError, IndexError, ValueError, OSError) as e:
+        if isinstance(e, (FileNotFoundError, PermissionError)):
+            raise
+        raise _unreadable(fpath, e) from None
+
+
+def read_model_checkpoint(fpath: str) -> Dict[str, Any]:
+    """``load_checkpoint`` for a file a trainer saved: a dict with a ``state_dict`` mapping.
+
+    Anything else (a bare state dict, another program's file) raises
+    :class:`CheckpointError` naming the file and what it holds instead.
+    """
+    checkpoint = load_checkpoint(fpath)
+    if not isinstance(checkpoint, dict) or not isinstance(checkpoint.get("state_dict"), dict):
+        found = sorted(checkpoint)[:8] if isinstance(checkpoint, dict) else type(checkpoint).__name__
+        raise CheckpointError(
+            f'"{fpath}" is not a trainer checkpoint: expected a dict with a "state_dict" entry '
+            f"(as save_checkpoint writes), found {found}. Point --model-dir at a training output "
+            "folder (it holds <name>/model.pth.tar-N)."
+        )
+    return checkpoint
 
 
 def load_pretrained_weights(model: nn.Module, weight_path: str) -> None:

@@ -1,5 +1,5 @@
 #!/bin/bash
-# SemPT ablations on the base-to-new protocol: every switch of the method spec, each
+# SemPT ablations on the base-to-new protocol: every switch of the README's ablation table, each
 # in its own output folder $OUTPUT/ablation/<variant>/base2new/..., base and new.
 # Usage: ablation.sh DATASET SEED [VARIANT ...]   (default: all variants)
 # Summarise with: python parse_test_res.py --base2new output/ablation/<variant>/base2new

@@ -1,4 +1,4 @@
-"""Few-shot sampling through the real readers: spec 3.2 vectors, caches, upstream pickles."""
+"""Few-shot sampling through the real readers: upstream Dassl's samples, caches, upstream pickles."""
 from __future__ import annotations
 
 import json

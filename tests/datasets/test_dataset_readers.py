@@ -9,7 +9,7 @@ import pytest
 from tests.utils.dataset_cfg import READERS, load
 from tests.utils.fabricate import FABRICATORS, read_classlist
 
-# spec 3.3: (#classes, base, new)
+# (#classes, base, new) of the CoOp protocol: base = the first ceil(n/2) labels
 COOP_COUNTS = {
     "caltech101": (100, 50, 50),
     "oxford_pets": (37, 19, 18),

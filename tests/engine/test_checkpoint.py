@@ -6,7 +6,7 @@ import types
 import pytest
 import torch
 
-from dassl.utils import load_checkpoint, load_pretrained_weights, save_checkpoint
+from dassl.utils import CheckpointError, load_checkpoint, load_pretrained_weights, read_model_checkpoint, save_checkpoint
 
 
 def state(epoch, value=1.0):
@@ -83,3 +83,21 @@ def test_load_pretrained_weights_keeps_matching(tmp_path, capsys):
     assert torch.equal(dst[0].weight, src[0].weight)
     assert not torch.equal(dst[1].bias[:4], src[1].bias)  # size mismatch: left alone
     assert "discarded" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("content", [b"", b"hello, not a checkpoint\n", b"PK\x03\x04truncated zip"])
+def test_unreadable_files_raise_an_error_naming_the_file(tmp_path, content):
+    path = tmp_path / "model.pth.tar-3"
+    path.write_bytes(content)
+    with pytest.raises(CheckpointError) as err:
+        load_checkpoint(str(path))
+    assert str(path) in str(err.value) and "Copy or download it again" in str(err.value)
+
+
+def test_a_file_without_state_dict_is_not_a_trainer_checkpoint(tmp_path):
+    path = str(tmp_path / "weights.pth")
+    torch.save({"ctx": torch.zeros(2)}, path)
+    with pytest.raises(CheckpointError, match=r'not a trainer checkpoint.*found \['):
+        read_model_checkpoint(path)
+    torch.save({"state_dict": {"ctx": torch.zeros(2)}}, path)
+    assert torch.equal(read_model_checkpoint(path)["state_dict"]["ctx"], torch.zeros(2))

@@ -1,4 +1,4 @@
-"""Few-shot vectors (spec 3.2), upstream pickles, transforms, loaders."""
+"""Few-shot samples as upstream Dassl draws them, upstream pickles, transforms, loaders."""
 import io
 import pickle
 import random

@@ -1,4 +1,4 @@
-"""Closed-form LR schedules (spec 1.7 vectors) and optimizer factory."""
+"""Closed-form LR schedules (upstream Dassl's per-epoch values) and optimizer factory."""
 import math
 
 import pytest

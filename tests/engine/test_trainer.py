@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from dassl.engine import build_trainer
-from dassl.utils import set_random_seed
+from dassl.utils import CheckpointError, set_random_seed
 
 from tests.engine.engine_toy import toy_cfg
 
@@ -91,7 +91,8 @@ def test_resume_after_interruption_equals_uninterrupted(toy_root, tmp_path):
         part.run_epoch()
         part.after_epoch()
     assert not torch.equal(weights(part)["2.weight"], reference["2.weight"])
-    assert sorted(os.listdir(osp.join(part_dir, "model"))) == ["checkpoint", "model.pth.tar-2"]
+    # The epoch before the last stays as a fallback while training.
+    assert sorted(os.listdir(osp.join(part_dir, "model"))) == ["checkpoint", "model.pth.tar-1", "model.pth.tar-2"]
 
     # ... then relaunched: a new process state (other RNG draws before training).
     torch.manual_seed(12345)
@@ -101,6 +102,57 @@ def test_resume_after_interruption_equals_uninterrupted(toy_root, tmp_path):
     for k, v in reference.items():
         assert torch.equal(weights(resumed)[k], v), k
     assert resumed.sched.last_epoch == full.sched.last_epoch == 4
+
+
+def test_unreadable_latest_checkpoint_resumes_from_the_one_before(toy_root, tmp_path, capsys):
+    kw = dict(OPTIM__MAX_EPOCH=4)
+    full = make_trainer(toy_cfg(toy_root, str(tmp_path / "full"), **kw))
+    full.train()
+    reference = weights(full)
+    assert sorted(os.listdir(osp.join(str(tmp_path / "full"), "model"))) == ["checkpoint", "model.pth.tar-4"]
+
+    part_dir = str(tmp_path / "part")
+    part = make_trainer(toy_cfg(toy_root, part_dir, **kw))
+    part.max_epoch = 3
+    part.before_train()
+    for part.epoch in range(0, 3):
+        part.run_epoch()
+        part.after_epoch()
+    latest = osp.join(part_dir, "model", "model.pth.tar-3")
+    with open(latest, "r+b") as f:  # a copy cut short
+        f.truncate(os.path.getsize(latest) // 2)
+
+    torch.manual_seed(999)
+    resumed = build_trainer(toy_cfg(toy_root, part_dir, **kw))
+    capsys.readouterr()
+    resumed.train()
+    out = capsys.readouterr().out
+    assert "Skipping an unreadable checkpoint of epoch 3" in out and latest in out
+    assert resumed.start_epoch == 2
+    for k, v in reference.items():
+        assert torch.equal(weights(resumed)[k], v), k
+
+
+def test_no_readable_checkpoint_refuses_to_resume(toy_root, tmp_path):
+    out = str(tmp_path / "run")
+    os.makedirs(osp.join(out, "model"))
+    with open(osp.join(out, "model", "model.pth.tar-1"), "w") as f:
+        f.write("not a checkpoint\n")
+    trainer = make_trainer(toy_cfg(toy_root, out))
+    with pytest.raises(CheckpointError, match="Move them away"):
+        trainer.train()
+
+
+def test_eval_only_on_a_truncated_checkpoint_names_the_file_and_the_fix(toy_root, tmp_path):
+    out = str(tmp_path / "run")
+    make_trainer(toy_cfg(toy_root, out)).train()
+    path = osp.join(out, "model", "model.pth.tar-2")
+    with open(path, "r+b") as f:
+        f.truncate(100)
+    trainer = make_trainer(toy_cfg(toy_root, str(tmp_path / "eval")))
+    with pytest.raises(CheckpointError) as err:
+        trainer.load_model(out, epoch=2)
+    assert path in str(err.value) and "--model-dir" in str(err.value) and "truncated" in str(err.value)
 
 
 def test_finished_run_is_not_retrained(toy_root, tmp_path, capsys):

@@ -1,6 +1,6 @@
 """Visually guided attribute weighting and attribute-enhanced logits (SemPT).
 
-Notation (``../shared/spec/sempt-method.md``): ``f`` image embeddings ``[B, D]``,
+Notation (README, "Method"): ``f`` image embeddings ``[B, D]``,
 ``t`` label embeddings ``[C, D]``, ``E`` description embeddings ``[C, K, D]``, all
 L2-normalised. For every image and class the attributes are weighted by
 ``alpha = softmax_k(<f, e_ck> / T_w)`` (or ``1/K``), ``a_c = sum_k alpha_ck e_ck``, and

@@ -48,7 +48,7 @@ ATTRIBUTE_DATA_ROOT = REPO_ROOT / "attribute_data"
 PROMPTS_DIR = ATTRIBUTE_DATA_ROOT / "prompts"
 PROMPT_FILES = ("step1_attributes.txt", "step2_descriptions.txt")
 
-# K, the number of shared attributes per dataset (spec: 4 to 8).
+# K, the number of shared attributes per dataset (step 1 of attribute_data/prompts asks for 4 to 8).
 MIN_ATTRIBUTES = 4
 MAX_ATTRIBUTES = 8
 

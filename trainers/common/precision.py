@@ -11,7 +11,7 @@
   (bfloat16 has the float32 exponent range).
 
 On CPU every mode runs in float32: half-precision CPU kernels are slow or missing,
-and float32 makes CPU runs a faithful reference (spec section 7, item 5).
+and float32 makes CPU runs a faithful reference (docs/upstream-differences.md, "CPU and precision").
 """
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """``Datum`` and ``DatasetBase``: the data containers every dataset reader builds.
 
-Behaviour follows upstream Dassl (spec section 3.1/3.2) with one deliberate change:
+Behaviour follows upstream Dassl (``dassl/data/datasets/base_dataset.py``) with one deliberate change:
 ``Datum`` does not ``stat`` its file at construction (an ImageNet index has 1.28M
 entries); a missing image fails when it is read, with its path in the error.
 
@@ -160,7 +160,7 @@ class DatasetBase:
     def generate_fewshot_dataset(
         self, *data_sources: DataSource, num_shots: int = -1, repeat: bool = False
     ) -> Union[DataSource, List[DataSource]]:
-        """Sample ``num_shots`` items per label from each source (spec 3.2).
+        """Sample ``num_shots`` items per label from each source (upstream ``DatasetBase.generate_fewshot_dataset``).
 
         This reproduces upstream Dassl's use of Python's global ``random`` exactly:
         labels in order of first appearance, ``random.sample(items, K)`` when a label

@@ -5,7 +5,8 @@ same ``__init__``. Here they are plain functions plus :class:`CoOpDataset`, a ba
 that runs the whole protocol (read split -> few-shot via cache -> subsample) so that a
 reader only says where its files are and how to create its split.
 
-Behaviour matches upstream (spec sections 3.2-3.3), with the fixes of spec 7.4/7.9:
+Behaviour matches upstream (CoOp's ``datasets/oxford_pets.py`` and ``datasets/dtd.py`` helpers),
+with the fixes of docs/upstream-differences.md, "Datasets and caches":
 
 * few-shot caches we write are JSON rows ``[relpath, label, classname]`` relative to the
   dataset folder, so a moved data root keeps working;

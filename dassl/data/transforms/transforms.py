@@ -1,4 +1,4 @@
-"""``build_transform``: the torchvision pipelines of upstream Dassl (spec 4.1), same print lines."""
+"""``build_transform``: the torchvision pipelines of upstream Dassl (``dassl/data/transforms/transforms.py``), same print lines."""
 from __future__ import annotations
 
 from typing import Optional, Sequence
