@@ -124,8 +124,10 @@ def finished_run(output_dir: str, eval_only: bool) -> Optional[str]:
 
 def register_components() -> None:
     """Import the dataset readers and trainers so that they register themselves."""
-    import datasets  # noqa: F401
-    import trainers  # noqa: F401
+    import datasets  # noqa: F401  (importing the package registers every reader)
+    import trainers
+
+    trainers.register_all()
 
 
 def main(args: argparse.Namespace) -> None:

@@ -42,7 +42,7 @@ def write_random_clip(path: Path, arch: str) -> int:
 
 
 def write_attribute_file(path: Path, classnames, n_attr: int) -> None:
-    from trainers.common.attributes import normalize_classname
+    from trainers.sempt.attributes import normalize_classname
 
     attrs = [f"attribute_{k}" for k in range(n_attr)]
     filler = "with a clearly visible shape colour texture and set of parts seen in an ordinary photo number"

@@ -1,13 +1,20 @@
 """Trainers: one module per method, each registered in ``TRAINER_REGISTRY``.
 
-Every module of this package (except ``common`` and ``config``) is imported here,
-so adding ``trainers/<method>.py`` is enough to make ``--trainer <Method>`` work.
+``register_all()`` imports every module of this package (``trainers/<method>.py``, and the
+modules of method packages such as ``trainers/sempt/``), so adding a file is enough to make
+``--trainer <Method>`` work. ``trainers.config.extend_cfg`` calls it, as ``train.py`` does.
+Importing the package itself registers nothing: a tool that needs one module (e.g. the
+attribute generator, ``trainers.sempt.attributes``) does not load every trainer.
 """
 import importlib
 import pkgutil
 
-_SKIP = {"common", "config"}
 
-for _info in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
-    if _info.name not in _SKIP and not _info.name.startswith("_"):
-        importlib.import_module(f"{__name__}.{_info.name}")
+def register_all() -> None:
+    """Import every module of the package, registering its trainers and config nodes."""
+    for info in pkgutil.walk_packages(__path__, prefix=f"{__name__}."):
+        if not info.name.rsplit(".", 1)[-1].startswith("_"):
+            importlib.import_module(info.name)
+
+
+__all__ = ["register_all"]

@@ -10,19 +10,18 @@ the trainer computes the loss (no loss-or-logits switch on ``.training``).
 from __future__ import annotations
 
 from collections import OrderedDict
-from typing import Dict, Optional, Sequence, Tuple
+from typing import Optional, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from dassl.config import CfgNode
 from dassl.engine import TRAINER_REGISTRY
 
 from .common.model import PromptCLIP
 from .common.prompt_learner import PromptLearner
 from .common.trainer import PromptTrainer
-from .config import register_config
+from .config import prompt_config_node, register_config
 
 # Prompts per text-encoder call at most (images x classes): bounds evaluation memory.
 MAX_TEXT_SEQUENCES = 4096
@@ -30,10 +29,7 @@ MAX_TEXT_SEQUENCES = 4096
 
 @register_config
 def cocoop_config(cfg) -> None:
-    cfg.TRAINER.COCOOP = CfgNode()
-    cfg.TRAINER.COCOOP.N_CTX = 16
-    cfg.TRAINER.COCOOP.CTX_INIT = ""
-    cfg.TRAINER.COCOOP.PREC = "fp16"
+    cfg.TRAINER.COCOOP = prompt_config_node(n_ctx=16, ctx_init="", prec="fp16")
 
 
 class CoCoOpPromptLearner(PromptLearner):
@@ -85,9 +81,8 @@ class CoCoOp(PromptTrainer):
         learner = CoCoOpPromptLearner(classnames, clip_model, n_ctx=node.N_CTX, ctx_init=node.CTX_INIT)
         return CoCoOpCLIP(clip_model, learner)
 
-    def compute_loss(self, image: torch.Tensor, label: torch.Tensor) -> Tuple[torch.Tensor, Dict[str, float]]:
-        loss = F.cross_entropy(self.model(image), label)
-        return loss, {"loss": loss.item()}
+    def compute_loss(self, image: torch.Tensor, label: torch.Tensor) -> torch.Tensor:
+        return F.cross_entropy(self.model(image), label)
 
     def compute_eval_text_features(self) -> None:
         return None  # per image: computed inside the model

@@ -1,9 +1,9 @@
 """Trainer config nodes: each method registers a function that adds its ``TRAINER.<X>`` node.
 
     @register_config
-    def _mymethod(cfg):
-        cfg.TRAINER.MYMETHOD = CfgNode()
-        cfg.TRAINER.MYMETHOD.PREC = "fp16"
+    def mymethod_config(cfg):
+        cfg.TRAINER.MYMETHOD = prompt_config_node(n_ctx=4, ctx_init="a photo of a")
+        cfg.TRAINER.MYMETHOD.MY_WEIGHT = 1.0
 
 ``extend_cfg(cfg)`` (called by ``train.py`` after ``get_cfg_default()``) imports every
 trainer module, so all registered nodes exist before the YAMLs are merged.
@@ -11,6 +11,8 @@ trainer module, so all registered nodes exist before the YAMLs are merged.
 from __future__ import annotations
 
 from typing import Callable, List
+
+from dassl.config import CfgNode
 
 ConfigFn = Callable[[object], None]
 _CONFIG_FNS: List[ConfigFn] = []
@@ -23,12 +25,38 @@ def register_config(fn: ConfigFn) -> ConfigFn:
     return fn
 
 
+def prompt_config_node(
+    n_ctx: int = 16,
+    ctx_init: str = "",
+    csc: bool = False,
+    class_token_position: str = "end",
+    prec: str = "fp16",
+) -> CfgNode:
+    """A method's node with the keys every prompt learner reads (defaults as upstream CoOp)."""
+    node = CfgNode()
+    node.N_CTX = n_ctx  # number of context vectors (CoOp: overridden by CTX_INIT's token count)
+    node.CTX_INIT = ctx_init  # initialisation words, e.g. "a photo of a"
+    node.CSC = csc  # class-specific context
+    node.CLASS_TOKEN_POSITION = class_token_position  # end, middle or front
+    node.PREC = prec  # fp16, fp32, amp or bf16 (GPU); the CPU always runs fp32
+    return node
+
+
+@register_config
+def model_memory_config(cfg) -> None:
+    # Recompute the encoders' activations in the backward pass instead of keeping them:
+    # memory bounded on large label spaces (ImageNet) for methods that train through the
+    # towers, at the cost of a second forward. Results are the same.
+    cfg.MODEL.ACT_CHECKPOINT = False
+
+
 def extend_cfg(cfg) -> None:
     """Add every registered trainer node to ``cfg`` (in registration order)."""
-    import trainers  # noqa: F401  (importing the package registers every trainer and config)
+    import trainers
 
+    trainers.register_all()
     for fn in _CONFIG_FNS:
         fn(cfg)
 
 
-__all__ = ["register_config", "extend_cfg"]
+__all__ = ["register_config", "prompt_config_node", "extend_cfg"]

@@ -5,22 +5,16 @@ from typing import Sequence
 
 from torch import nn
 
-from dassl.config import CfgNode
 from dassl.engine import TRAINER_REGISTRY
 
 from .common.model import PromptCLIP
 from .common.trainer import PromptTrainer
-from .config import register_config
+from .config import prompt_config_node, register_config
 
 
 @register_config
 def coop_config(cfg) -> None:
-    cfg.TRAINER.COOP = CfgNode()
-    cfg.TRAINER.COOP.N_CTX = 16  # number of context vectors (overridden by CTX_INIT's token count)
-    cfg.TRAINER.COOP.CSC = False  # class-specific context
-    cfg.TRAINER.COOP.CTX_INIT = ""  # initialisation words, e.g. "a photo of a"
-    cfg.TRAINER.COOP.PREC = "fp16"  # fp16, fp32, amp or bf16 (GPU); CPU always runs fp32
-    cfg.TRAINER.COOP.CLASS_TOKEN_POSITION = "end"  # end, middle or front
+    cfg.TRAINER.COOP = prompt_config_node(n_ctx=16, ctx_init="", prec="fp16")
     # KgCoOp's lambda in the upstream spelling (KgCoOp scripts pass TRAINER.COOP.W 8.0).
     # None = unset; when set it overrides TRAINER.KGCOOP.W. CoOp itself ignores it.
     cfg.TRAINER.COOP.W = None

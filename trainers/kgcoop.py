@@ -12,13 +12,12 @@ parameters; CSC and the class-token position work as in CoOp.
 """
 from __future__ import annotations
 
-from typing import Dict, Sequence, Tuple
+from typing import Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from dassl.config import CfgNode
 from dassl.engine import TRAINER_REGISTRY
 from dassl.metrics import compute_accuracy
 
@@ -26,18 +25,13 @@ from .common.model import PromptCLIP
 from .common.prompt_learner import PromptLearner
 from .common.text_encoder import TextEncoder
 from .common.templates import CUSTOM_TEMPLATES_KG, template_for
-from .common.trainer import PromptTrainer
-from .config import register_config
+from .common.trainer import LossOutput, PromptTrainer
+from .config import prompt_config_node, register_config
 
 
 @register_config
 def kgcoop_config(cfg) -> None:
-    cfg.TRAINER.KGCOOP = CfgNode()
-    cfg.TRAINER.KGCOOP.N_CTX = 4
-    cfg.TRAINER.KGCOOP.CTX_INIT = "a photo of a"
-    cfg.TRAINER.KGCOOP.CSC = False
-    cfg.TRAINER.KGCOOP.CLASS_TOKEN_POSITION = "end"
-    cfg.TRAINER.KGCOOP.PREC = "fp16"
+    cfg.TRAINER.KGCOOP = prompt_config_node(n_ctx=4, ctx_init="a photo of a", prec="fp16")
     cfg.TRAINER.KGCOOP.W = 8.0  # lambda of the knowledge-guidance term
 
 
@@ -69,8 +63,8 @@ class KgCoOp(PromptTrainer):
         kg_features = self.hand_crafted_features(TextEncoder(clip_model), classnames, [template])
         return KgCoOpCLIP(clip_model, prompt_learner, kg_features)
 
-    def compute_loss(self, image: torch.Tensor, label: torch.Tensor) -> Tuple[torch.Tensor, Dict[str, float]]:
+    def compute_loss(self, image: torch.Tensor, label: torch.Tensor) -> LossOutput:
         text_features = self.model.text_features()
         logits = self.model.logits(self.model.encode_image(image), text_features)
-        loss = F.cross_entropy(logits, label) + self.w * self.model.kg_score(text_features)
-        return loss, {"loss": loss.item(), "acc": compute_accuracy(logits, label)[0].item()}
+        losses = {"loss_ce": F.cross_entropy(logits, label), "loss_kg": self.w * self.model.kg_score(text_features)}
+        return losses, {"acc": compute_accuracy(logits, label)[0]}

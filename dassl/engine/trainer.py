@@ -10,6 +10,12 @@ Beyond upstream (docs/upstream-differences.md, "Checkpoints and resume"):
   ``model-best.pth.tar`` does not re-point it);
 - ``load_model`` never silently keeps a fresh model: a missing checkpoint raises
   ``FileNotFoundError`` naming the path and the ``--model-dir``/``--load-epoch`` flags;
+- the optimisation step is the engine's: ``model_backward_and_update`` scales the loss
+  when ``self.scaler`` (a ``torch.amp.GradScaler``) is set, unscales the gradients and
+  calls the ``after_backward()`` hook (gradient surgery, clipping) before the optimizers
+  step; ``TrainerX.run_epoch`` steps the learning-rate schedules once per epoch, after
+  its last batch (trainers written for upstream Dassl, which call ``update_lr()`` on the
+  last batch themselves, are not stepped twice);
 - hooks ``before_test()``/``after_test()`` wrap the evaluation loop and
   ``checkpoint_extras()`` is merged into saved checkpoints; the extras of loaded
   checkpoints are returned by ``load_model`` and kept in ``self.loaded_extras``;
@@ -94,6 +100,9 @@ class TrainerBase:
         self._writer = None
         self.loaded_extras: Dict[str, Any] = {}
         self.best_result = -np.inf
+        #: Set to a ``torch.amp.GradScaler`` to train with a scaled loss (fp16 autocast).
+        self.scaler: Optional[torch.amp.GradScaler] = None
+        self._lr_stepped_epoch: Optional[int] = None
 
     # ------------------------------------------------------------------ registry
     def register_model(self, name: str = "model", model: Optional[nn.Module] = None, optim=None, sched=None) -> None:
@@ -238,6 +247,15 @@ class TrainerBase:
             )
         return fpath
 
+    def translate_checkpoint(self, name: str, state_dict: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
+        """Map a loaded state dict's keys onto the module registered as ``name`` (``load_model``).
+
+        The identity here; a trainer whose upstream repository names its parameters
+        differently (or saves all of CLIP next to them) overrides this so that the
+        upstream model zoo's checkpoints load.
+        """
+        return state_dict
+
     def load_model(self, directory: str, epoch: Optional[int] = None) -> Dict[str, Any]:
         """Load every registered model's weights from ``directory`` (see ``checkpoint_path``).
 
@@ -259,7 +277,8 @@ class TrainerBase:
         for name in names:
             fpath = self.checkpoint_path(directory, name, epoch)
             checkpoint = read_model_checkpoint(fpath)
-            state_dict = {k: v for k, v in checkpoint["state_dict"].items() if not _is_ignored(k, ignored)}
+            state_dict = self.translate_checkpoint(name, dict(checkpoint["state_dict"]))
+            state_dict = {k: v for k, v in state_dict.items() if not _is_ignored(k, ignored)}
             msg = f'Loading weights to {name} from "{fpath}" (epoch = {checkpoint.get("epoch")})'
             if checkpoint.get("val_result") is not None:
                 msg += f" (val_result = {checkpoint['val_result']:.2f})"
@@ -289,6 +308,7 @@ class TrainerBase:
         for name in self.get_model_names(names):
             if self._scheds[name] is not None:
                 self._scheds[name].step()
+        self._lr_stepped_epoch = getattr(self, "epoch", None)
 
     def detect_anomaly(self, loss: torch.Tensor) -> None:
         if not torch.isfinite(loss).all():
@@ -375,17 +395,43 @@ class TrainerBase:
                 self._optims[name].zero_grad()
 
     def model_backward(self, loss: torch.Tensor) -> None:
+        """Backpropagate ``loss`` (scaled by ``self.scaler`` when set)."""
         self.detect_anomaly(loss)
-        loss.backward()
+        if self.scaler is None:
+            loss.backward()
+        else:
+            self.scaler.scale(loss).backward()
+
+    def unscale_gradients(self, names=None) -> None:
+        """Divide the gradients by the loss scale (a no-op without ``self.scaler``)."""
+        if self.scaler is None:
+            return
+        for name in self.get_model_names(names):
+            if self._optims[name] is not None:
+                self.scaler.unscale_(self._optims[name])
+
+    def after_backward(self) -> None:
+        """Hook between backward and the optimizer step; the gradients are already
+        unscaled. The place for gradient surgery (e.g. ProGrad's projection) or clipping."""
 
     def model_update(self, names=None) -> None:
         for name in self.get_model_names(names):
-            if self._optims[name] is not None:
-                self._optims[name].step()
+            optim = self._optims[name]
+            if optim is None:
+                continue
+            if self.scaler is None:
+                optim.step()
+            else:
+                self.scaler.step(optim)  # skips the step if the unscaled gradients are not finite
+        if self.scaler is not None:
+            self.scaler.update()
 
     def model_backward_and_update(self, loss: torch.Tensor, names=None) -> None:
+        """One optimisation step: zero the gradients, backward, ``after_backward()``, step."""
         self.model_zero_grad(names)
         self.model_backward(loss)
+        self.unscale_gradients(names)
+        self.after_backward()
         self.model_update(names)
 
 
@@ -550,6 +596,10 @@ class TrainerX(SimpleTrainer):
                 self.write_scalar("train/" + name, meter.avg, n_iter)
             self.write_scalar("train/lr", self.get_current_lr(), n_iter)
             end = time.time()
+        # The schedules step once per epoch, after its last batch (as upstream), unless
+        # an upstream-style forward_backward already did.
+        if self._lr_stepped_epoch != self.epoch:
+            self.update_lr()
 
     def parse_batch_train(self, batch):
         return (

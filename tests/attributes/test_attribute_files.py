@@ -1,11 +1,11 @@
-"""trainers.common.attributes: loading, matching, finding and validating attribute files."""
+"""trainers.sempt.attributes: loading, matching, finding and validating attribute files."""
 import hashlib
 import json
 
 import pytest
 
-from trainers.common import attributes as A
-from trainers.common.attributes import (
+from trainers.sempt import attributes as A
+from trainers.sempt.attributes import (
     AttributeDataError,
     find_attribute_file,
     load_attribute_file,

@@ -140,3 +140,21 @@ def toy_cfg(root: str, output_dir: str, **overrides):
     for key, value in overrides.items():
         cfg.merge_from_list([key.replace("__", "."), value])
     return cfg
+
+
+@TRAINER_REGISTRY.register()
+class EngineToyStepTrainer(EngineToyTrainer):
+    """The engine's own step: no update_lr call; ``after_backward`` records the gradients."""
+
+    def build_model(self) -> None:
+        super().build_model()
+        self.seen_gradients: List[torch.Tensor] = []
+
+    def forward_backward(self, batch):
+        image, label, _ = self.parse_batch_train(batch)
+        loss = F.cross_entropy(self.model(image), label)
+        self.model_backward_and_update(loss)
+        return {"loss": loss.item()}
+
+    def after_backward(self) -> None:
+        self.seen_gradients.append(self.model[2].weight.grad.clone())

@@ -10,7 +10,9 @@ import pytest
 import torch
 
 import datasets  # noqa: F401  (registers the readers)
-import trainers  # noqa: F401  (registers the trainers)
+import trainers
+
+trainers.register_all()
 from tests.utils.fabricate import make_eurosat_tree
 from tests.utils.tiny_clip import make_tiny_clip
 

@@ -3,7 +3,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from trainers.common.attribute_fusion import (
+from trainers.sempt.fusion import (
     FUSIONS,
     WEIGHTINGS,
     attribute_logits,

@@ -86,9 +86,9 @@ def count_text_encoder(monkeypatch):
     calls = []
     original = TextEncoder.forward
 
-    def counting(self, prompts, tokenized):
+    def counting(self, prompts, tokenized, deep_prompts=None):
         calls.append(prompts.shape[0])
-        return original(self, prompts, tokenized)
+        return original(self, prompts, tokenized, deep_prompts)
 
     monkeypatch.setattr(TextEncoder, "forward", counting)
     return calls
@@ -120,7 +120,6 @@ def test_kgcoop_training_does_not_recompute_kg_features(data_root, tiny_clip_pat
     kg = trainer.model.kg_text_features.clone()
     before = len(count_text_encoder)
     batch = next(iter(trainer.train_loader_x))
-    trainer.batch_idx, trainer.num_batches = 0, 2
     trainer.forward_backward(batch)
     assert len(count_text_encoder) == before + 1  # the learned prompts only
     assert torch.equal(trainer.model.kg_text_features, kg)

@@ -1,11 +1,14 @@
 """CLIP classifiers: image features against class text features.
 
-``CLIPClassifier`` holds what every method shares (image encoder, logit scale,
+``CLIPClassifier`` holds what every method shares (the image tower, the logit scale,
 ``logits``); subclasses say where the class text features come from:
 
-* ``FixedTextCLIP``: features computed once (zero-shot CLIP);
-* ``PromptCLIP``: features from a ``PromptLearner`` through the ``TextEncoder``
-  (CoOp's ``CustomCLIP``; KgCoOp and SemPT extend it).
+* ``FixedTextCLIP``: features computed once (zero-shot CLIP, the description classifiers);
+* ``PromptCLIP``: features from a ``PromptLearner`` through the ``TextEncoder`` (CoOp's
+  ``CustomCLIP``; KgCoOp, SemPT and the deep-prompt methods extend it). The learner's
+  deep-prompt seams (``text_deep_prompts``, ``visual_prompts``, ``visual_deep_prompts``)
+  are handed to the two towers, so a method with prompts inside both towers only
+  writes its learner.
 
 ``forward(image, text_features=None)`` returns logits; trainers pass the text
 features they computed once per evaluation.
@@ -18,20 +21,30 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .image_encoder import ImageEncoder
 from .prompt_learner import PromptLearner
 from .text_encoder import TextEncoder
+
+# Sequences per checkpointed text-encoder call with activation checkpointing.
+CHECKPOINT_CHUNK_SIZE = 256
 
 
 class CLIPClassifier(nn.Module):
     def __init__(self, clip_model: nn.Module) -> None:
         super().__init__()
-        self.image_encoder = clip_model.visual
+        self.image_encoder = ImageEncoder(clip_model.visual)
         self.logit_scale = clip_model.logit_scale
         self.dtype = clip_model.dtype
 
+    @property
+    def image_features_are_fixed(self) -> bool:
+        """Whether ``encode_image`` depends on the image alone (nothing learned reaches the
+        image tower), so its features may be computed once and reused."""
+        return True
+
     def encode_image(self, image: torch.Tensor) -> torch.Tensor:
         """L2-normalised image features."""
-        return F.normalize(self.image_encoder(image.to(self.dtype)), dim=-1)
+        return F.normalize(self.image_encoder(image), dim=-1)
 
     def text_features(self) -> torch.Tensor:
         """L2-normalised class text features ``(n_cls, dim)``."""
@@ -58,17 +71,50 @@ class FixedTextCLIP(CLIPClassifier):
 
 
 class PromptCLIP(CLIPClassifier):
-    """CoOp's ``CustomCLIP``: learned prompts -> text features."""
+    """CoOp's ``CustomCLIP``: learned prompts -> text features (and, through the learner's
+    seams, prompts inside the towers).
 
-    def __init__(self, clip_model: nn.Module, prompt_learner: PromptLearner) -> None:
+    ``activation_checkpointing`` trades compute for memory: the text side runs in chunks of
+    ``CHECKPOINT_CHUNK_SIZE`` classes whose activations are recomputed in the backward pass
+    (bounded memory on ImageNet's 1000 classes), and so do the image tower's blocks.
+    """
+
+    def __init__(self, clip_model: nn.Module, prompt_learner: PromptLearner, activation_checkpointing: bool = False) -> None:
         super().__init__(clip_model)
         self.prompt_learner = prompt_learner
         self.text_encoder = TextEncoder(clip_model)
+        self.activation_checkpointing = activation_checkpointing
+
+    @property
+    def activation_checkpointing(self) -> bool:
+        return self._activation_checkpointing
+
+    @activation_checkpointing.setter
+    def activation_checkpointing(self, enabled: bool) -> None:
+        self._activation_checkpointing = bool(enabled)
+        self.image_encoder.checkpointing = bool(enabled)
+
+    @property
+    def image_features_are_fixed(self) -> bool:
+        return not self.prompt_learner.prompts_image_tower
+
+    def encode_image(self, image: torch.Tensor) -> torch.Tensor:
+        learner = self.prompt_learner
+        features = self.image_encoder(
+            image, prompts=learner.visual_prompts(), deep_prompts=learner.visual_deep_prompts()
+        )
+        return F.normalize(features, dim=-1)
 
     def text_features(self) -> torch.Tensor:
-        prompts = self.prompt_learner()
-        features = self.text_encoder(prompts, self.prompt_learner.tokenized_prompts)
+        learner = self.prompt_learner
+        features = self.text_encoder.encode_prompts(
+            learner(),
+            learner.tokenized_prompts,
+            deep_prompts=learner.text_deep_prompts(),
+            chunk_size=CHECKPOINT_CHUNK_SIZE if self.activation_checkpointing else None,
+            checkpointing=self.activation_checkpointing,
+        )
         return F.normalize(features, dim=-1)
 
 
-__all__ = ["CLIPClassifier", "FixedTextCLIP", "PromptCLIP"]
+__all__ = ["CHECKPOINT_CHUNK_SIZE", "CLIPClassifier", "FixedTextCLIP", "PromptCLIP"]

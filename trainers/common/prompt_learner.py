@@ -4,8 +4,15 @@ Written once for CoOp, CoCoOp, KgCoOp and SemPT:
 
 * context vectors generic (``(M, d)``) or class-specific (``CSC``: ``(n_cls, M, d)``);
 * ``ctx_init`` words initialise the context from CLIP's token embeddings, with
-  ``M`` = the number of BPE tokens of the words (not the word count);
+  ``M`` = the number of BPE tokens of the words (not the word count), or, with
+  ``keep_n_ctx`` (MaPLe, IVLP, PromptSRC), ``M = n_ctx``: the first ``n_ctx`` tokens
+  learn and the rest of the words stay in the prompt as frozen text;
 * class-token position ``end`` | ``middle`` | ``front``.
+
+Subclasses change one piece each: ``initial_context`` (how the context starts),
+``prompt_text`` (the sentence around the class name), and the deep-prompt seams
+``text_deep_prompts`` / ``visual_prompts`` / ``visual_deep_prompts`` that
+``PromptCLIP`` hands to the two towers (``None`` here: CoOp prompts the input only).
 
 The class-name-dependent tensors (``token_prefix``, ``token_suffix``) are
 non-persistent buffers: checkpoints hold only the context, so a prompt trained
@@ -15,14 +22,14 @@ prompt of the class set, since nothing after the last EOT affects the features
 """
 from __future__ import annotations
 
-from typing import List, Optional, Sequence, Tuple
+from typing import ClassVar, List, Optional, Sequence, Tuple
 
 import torch
 from torch import nn
 
 from .openai_clip import clip
 
-from .text_encoder import tokenize
+from .text_encoder import DeepPrompts, tokenize
 
 CLASS_TOKEN_POSITIONS = ("end", "middle", "front")
 _tokenizer = clip.simple_tokenizer.SimpleTokenizer()
@@ -38,21 +45,26 @@ def init_context(
     n_ctx: int,
     ctx_init: str = "",
     n_cls: Optional[int] = None,
+    keep_n_ctx: bool = False,
 ) -> Tuple[torch.Tensor, str]:
-    """Initial context vectors and the placeholder text they stand for.
+    """Initial context vectors and the prompt text they stand in for.
 
-    With ``ctx_init`` the vectors are the token embeddings of those words (``n_ctx``
-    is ignored: it becomes their BPE count); otherwise ``n_ctx`` vectors drawn from
-    N(0, 0.02) as upstream. ``n_cls`` given -> class-specific copies ``(n_cls, M, d)``.
+    With ``ctx_init`` the vectors are the token embeddings of those words and ``n_ctx``
+    is ignored (it becomes their BPE count), unless ``keep_n_ctx``: then the first
+    ``n_ctx`` tokens are the context and the text stays whole, so the remaining words
+    are frozen prompt tokens (upstream MaPLe: "a photo of a", ``N_CTX 2`` learns "a photo");
+    an ``n_ctx`` longer than the words falls back to the random init, as upstream. Without
+    ``ctx_init``: ``n_ctx`` vectors drawn from N(0, 0.02) and the text "X X ...".
+    ``n_cls`` given -> class-specific copies ``(n_cls, M, d)``.
     """
     dtype = clip_model.dtype
     ctx_dim = clip_model.ln_final.weight.shape[0]
     ctx_init = ctx_init.replace("_", " ").strip()
-    if ctx_init:
-        n_ctx = bpe_length(ctx_init)
+    if ctx_init and not (keep_n_ctx and n_ctx > bpe_length(ctx_init)):
+        n_tokens = n_ctx if keep_n_ctx else bpe_length(ctx_init)
         with torch.no_grad():
             embedding = clip_model.token_embedding(tokenize(ctx_init)).to(dtype)
-        vectors = embedding[0, 1:1 + n_ctx].clone()
+        vectors = embedding[0, 1:1 + n_tokens].clone()
         if n_cls is not None:
             vectors = vectors.unsqueeze(0).repeat(n_cls, 1, 1)
         return vectors, ctx_init
@@ -81,6 +93,7 @@ class PromptLearner(nn.Module):
         ctx_init: str = "",
         csc: bool = False,
         class_token_position: str = "end",
+        keep_n_ctx: bool = False,
         verbose: bool = True,
     ) -> None:
         super().__init__()
@@ -94,7 +107,7 @@ class PromptLearner(nn.Module):
         self.csc = bool(csc)
         self.class_token_position = class_token_position
 
-        ctx, prompt_prefix = init_context(clip_model, n_ctx, ctx_init, self.n_cls if csc else None)
+        ctx, prompt_prefix = self.initial_context(clip_model, n_ctx, ctx_init, self.n_cls if csc else None, keep_n_ctx)
         self.n_ctx = ctx.shape[-2]
         self.prompt_prefix = prompt_prefix
         if verbose:
@@ -102,10 +115,18 @@ class PromptLearner(nn.Module):
             print(f'Initial context: "{prompt_prefix}" ({kind})')
             print(f"Number of context words (tokens): {self.n_ctx}")
         self.ctx = nn.Parameter(ctx)
+        if class_token_position != "end" and (
+            type(self).prompt_text is not PromptLearner.prompt_text or bpe_length(prompt_prefix) != self.n_ctx
+        ):
+            raise ValueError(
+                f"CLASS_TOKEN_POSITION={class_token_position!r} moves the class name inside the context, "
+                "so the prompt must be the context and the class name only; use 'end' with frozen "
+                "prompt words (keep_n_ctx) or a custom prompt_text"
+            )
 
         self.classnames: List[str] = [name.replace("_", " ") for name in classnames]
         self.name_lens = [bpe_length(name) for name in self.classnames]
-        prompts = [f"{prompt_prefix} {name}." for name in self.classnames]
+        prompts = [self.prompt_text(name) for name in self.classnames]
         tokenized = tokenize(prompts)
         length = int(tokenized.argmax(dim=-1).max()) + 1
         tokenized = tokenized[:, :length]
@@ -117,6 +138,32 @@ class PromptLearner(nn.Module):
         self.register_buffer("token_suffix", embedding[:, 1 + self.n_ctx:].clone(), persistent=False)
         index = self._position_index(length)
         self.register_buffer("position_index", index, persistent=False)
+
+    #: Whether the prompts reach into the image tower (then image features depend on them).
+    prompts_image_tower: ClassVar[bool] = False
+
+    def initial_context(
+        self, clip_model: nn.Module, n_ctx: int, ctx_init: str, n_cls: Optional[int], keep_n_ctx: bool
+    ) -> Tuple[torch.Tensor, str]:
+        """The starting context and the text it replaces (``init_context``); override to change the init."""
+        return init_context(clip_model, n_ctx, ctx_init, n_cls, keep_n_ctx)
+
+    def prompt_text(self, classname: str) -> str:
+        """The sentence tokenized for ``classname``; its tokens ``1 .. n_ctx`` are replaced by the context."""
+        return f"{self.prompt_prefix} {classname}."
+
+    # -- seams for prompts beyond the text input (see text_encoder.DeepPrompt) -------
+    def text_deep_prompts(self) -> Optional[DeepPrompts]:
+        """Per text block, what replaces its prompt positions (``None``: nothing)."""
+        return None
+
+    def visual_prompts(self) -> Optional[torch.Tensor]:
+        """Tokens ``(n, width)`` appended to the image tokens (``None``: none)."""
+        return None
+
+    def visual_deep_prompts(self) -> Optional[DeepPrompts]:
+        """Per image block, what replaces its last ``n`` tokens (``None``: nothing)."""
+        return None
 
     def _position_index(self, length: int) -> Optional[torch.Tensor]:
         """Per class, where each position of the ``end`` layout moves to (None for ``end``)."""
@@ -135,18 +182,27 @@ class PromptLearner(nn.Module):
                 rows.append(sot + ctx[:half] + name + ctx[half:] + rest)
         return torch.tensor(rows, dtype=torch.long)
 
-    def compose(self, ctx: torch.Tensor) -> torch.Tensor:
-        lead = torch.broadcast_shapes(ctx.shape[:-2], (self.n_cls,))
+    def compose(self, ctx: torch.Tensor, rows: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """Prompts ``(..., n, L, d)`` of all classes, or of the classes ``rows`` only (``n``).
+
+        ``ctx`` is ``(..., M, d)`` with leading dims broadcasting against ``(n_cls,)``; with
+        ``rows``, a class-specific ``(n_cls, M, d)`` context is taken at those rows too.
+        """
+        prefix, suffix, index = self.token_prefix, self.token_suffix, self.position_index
+        n = self.n_cls
+        if rows is not None:
+            rows = rows.to(prefix.device)
+            prefix, suffix = prefix[rows], suffix[rows]
+            index = index[rows] if index is not None else None
+            if ctx.dim() >= 3 and ctx.shape[-3] == n:
+                ctx = ctx.index_select(-3, rows.to(ctx.device))
+            n = len(rows)
+        lead = torch.broadcast_shapes(ctx.shape[:-2], (n,))
         dim = ctx.shape[-1]
-        parts = [
-            self.token_prefix.expand(*lead, -1, -1),
-            ctx.expand(*lead, -1, -1),
-            self.token_suffix.expand(*lead, -1, -1),
-        ]
+        parts = [prefix.expand(*lead, -1, -1), ctx.expand(*lead, -1, -1), suffix.expand(*lead, -1, -1)]
         prompts = torch.cat(parts, dim=-2)
-        if self.position_index is not None:
-            index = self.position_index.expand(*lead, -1).unsqueeze(-1).expand(*lead, -1, dim)
-            prompts = prompts.gather(-2, index)
+        if index is not None:
+            prompts = prompts.gather(-2, index.expand(*lead, -1).unsqueeze(-1).expand(*lead, -1, dim))
         return prompts
 
     def forward(self) -> torch.Tensor:

@@ -5,14 +5,20 @@ The causal attention mask means position ``i`` only ever sees positions ``<= i``
 so the feature at the EOT is exactly the same if the transformer runs over the
 first ``max(EOT) + 1`` positions only. Typical prompts end before position 20,
 which cuts the text-side cost by about 4x (attention by more).
+
+Deep prompts (MaPLe, IVLP, PromptSRC, TCP) enter through ``deep_prompts``: one entry
+per transformer block, replacing the prompt positions of that block's input. Prompt
+positions come right after SOS, so they are always before the EOT and the truncation
+stays exact.
 """
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from typing import Callable, Optional, Sequence, Union
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
 from .openai_clip import clip
 
@@ -20,12 +26,45 @@ from .openai_clip import clip
 # activation memory (about chunk * length * width floats per layer).
 DEFAULT_CHUNK_SIZE = 1000
 
+#: What a deep prompt entry may be, for one block: ``None`` (leave the input as it is),
+#: a tensor ``(n, width)`` or ``(N, n, width)`` that replaces positions ``1 .. n`` (right
+#: after SOS), or a callable mapping the block's input ``(N, L, width)`` to a new one
+#: (for anything else, e.g. TCP's weighted mix of class tokens into the positions).
+DeepPrompt = Union[None, torch.Tensor, Callable[[torch.Tensor], torch.Tensor]]
+DeepPrompts = Sequence[DeepPrompt]
+
+
+def insert_deep_prompt(x: torch.Tensor, prompt: DeepPrompt, start: int) -> torch.Tensor:
+    """Apply one deep prompt entry to ``x`` (``(L, N, width)``, the layout of CLIP's blocks).
+
+    A tensor entry replaces positions ``start .. start + n``; a negative ``start`` counts
+    from the end (the visual tower's prompts are its last tokens).
+    """
+    if prompt is None:
+        return x
+    if callable(prompt) and not isinstance(prompt, torch.Tensor):
+        return prompt(x.permute(1, 0, 2)).permute(1, 0, 2)
+    n = prompt.shape[-2]
+    tokens = prompt.to(x.dtype)
+    tokens = tokens.expand(x.shape[1], -1, -1) if tokens.dim() == 2 else tokens
+    begin = start if start >= 0 else x.shape[0] + start
+    return torch.cat([x[:begin], tokens.permute(1, 0, 2), x[begin + n:]], dim=0)
+
+
+def check_deep_prompts(deep_prompts: Optional[DeepPrompts], n_blocks: int, tower: str) -> None:
+    if deep_prompts is not None and len(deep_prompts) > n_blocks:
+        raise ValueError(
+            f"{len(deep_prompts)} deep prompt entries for the {n_blocks} blocks of the {tower} tower; "
+            f"a prompt depth can be at most {n_blocks}"
+        )
+
 
 class TextEncoder(nn.Module):
     """``TextEncoder(clip_model)(prompts, tokenized)``: prompt embeddings -> projected EOT features.
 
     ``prompts`` is ``(N, L, width)`` with ``L >= max EOT + 1`` (``L`` may be < 77);
     ``tokenized`` is ``(N, >= L)``, used only to locate the EOT token (the largest id).
+    ``deep_prompts[i]`` (see :data:`DeepPrompt`) is applied to the input of block ``i``.
     The modules are shared with ``clip_model`` (no copy).
     """
 
@@ -43,18 +82,31 @@ class TextEncoder(nn.Module):
     def dtype(self) -> torch.dtype:
         return self.text_projection.dtype
 
-    def forward(self, prompts: torch.Tensor, tokenized: torch.Tensor) -> torch.Tensor:
+    @property
+    def width(self) -> int:
+        return self.ln_final.weight.shape[0]
+
+    @property
+    def n_blocks(self) -> int:
+        return len(self.transformer.resblocks)
+
+    def forward(
+        self, prompts: torch.Tensor, tokenized: torch.Tensor, deep_prompts: Optional[DeepPrompts] = None
+    ) -> torch.Tensor:
         eot = tokenized.argmax(dim=-1)
         length = int(eot.max()) + 1
         if prompts.shape[1] < length:
             raise ValueError(
                 f"prompts hold {prompts.shape[1]} positions but the EOT token sits at {length - 1}"
             )
+        check_deep_prompts(deep_prompts, self.n_blocks, "text")
         dtype = self.dtype
         x = prompts[:, :length].to(dtype) + self.positional_embedding[:length].to(dtype)
         x = x.permute(1, 0, 2)  # NLD -> LND, the layout of CLIP's blocks
         mask = self.causal_mask[:length, :length].to(device=x.device, dtype=x.dtype)
-        for block in self.transformer.resblocks:
+        for i, block in enumerate(self.transformer.resblocks):
+            if deep_prompts is not None and i < len(deep_prompts):
+                x = insert_deep_prompt(x, deep_prompts[i], start=1)
             # The body of clip.model.ResidualAttentionBlock.forward, with the mask
             # of this length instead of the block's fixed 77 x 77 one.
             h = block.ln_1(x)
@@ -65,6 +117,55 @@ class TextEncoder(nn.Module):
         rows = torch.arange(x.shape[0], device=x.device)
         x = self.ln_final(x[rows, eot.to(x.device)]).to(dtype)
         return x @ self.text_projection
+
+    def encode_prompts(
+        self,
+        prompts: Union[torch.Tensor, Callable[[torch.Tensor], torch.Tensor]],
+        tokenized: torch.Tensor,
+        deep_prompts: Optional[DeepPrompts] = None,
+        chunk_size: Optional[int] = None,
+        checkpointing: bool = False,
+    ) -> torch.Tensor:
+        """``forward`` in length-sorted chunks of ``chunk_size`` sequences (None: one call).
+
+        ``prompts`` is the ``(N, L, width)`` tensor, or a callable returning the prompts of
+        the given rows (then only one chunk's prompts exist at a time). With
+        ``checkpointing`` each chunk's activations are recomputed in the backward pass
+        instead of kept, so training memory is one chunk's, however many classes
+        (ImageNet's 1000) or sentences there are; the result is the same. Per-sequence deep
+        prompts (``(N, n, width)``) are split with their sequences; callable entries need
+        ``chunk_size=None``.
+        """
+        n = tokenized.shape[0]
+        if chunk_size is None or chunk_size >= n:
+            chunk_size = n
+        elif deep_prompts is not None and any(callable(p) and not isinstance(p, torch.Tensor) for p in deep_prompts):
+            raise ValueError("callable deep prompts cannot be split into chunks; pass chunk_size=None")
+
+        def encode_chunk(rows: Optional[torch.Tensor], length: int) -> torch.Tensor:
+            """Encode the sequences ``rows`` (``None``: all, in order) cut to ``length``."""
+
+            def select(t: torch.Tensor) -> torch.Tensor:
+                return t if rows is None else t.index_select(0, rows.to(t.device))
+
+            chunk_deep = None
+            if deep_prompts is not None:
+                chunk_deep = [
+                    select(p) if isinstance(p, torch.Tensor) and p.dim() == 3 and p.shape[0] == n else p
+                    for p in deep_prompts
+                ]
+
+            def run() -> torch.Tensor:
+                chunk = prompts(rows if rows is not None else torch.arange(n)) if callable(prompts) else select(prompts)
+                return self(chunk[:, :length], select(tokenized)[:, :length], chunk_deep)
+
+            if checkpointing and torch.is_grad_enabled():
+                return checkpoint(run, use_reentrant=False)
+            return run()
+
+        if chunk_size == n:
+            return encode_chunk(None, int(tokenized.argmax(dim=-1).max()) + 1)
+        return encode_length_sorted(tokenized, chunk_size, encode_chunk)
 
     def encode_tokens(self, tokenized: torch.Tensor, chunk_size: int = DEFAULT_CHUNK_SIZE) -> torch.Tensor:
         """Features of tokenized text (``clip.tokenize`` output), in chunks of ``chunk_size`` sequences.
@@ -141,4 +242,14 @@ def class_text_features(
     return F.normalize(features.mean(dim=0), dim=-1)
 
 
-__all__ = ["DEFAULT_CHUNK_SIZE", "TextEncoder", "encode_length_sorted", "tokenize", "class_text_features"]
+__all__ = [
+    "DEFAULT_CHUNK_SIZE",
+    "DeepPrompt",
+    "DeepPrompts",
+    "TextEncoder",
+    "check_deep_prompts",
+    "class_text_features",
+    "encode_length_sorted",
+    "insert_deep_prompt",
+    "tokenize",
+]

@@ -11,15 +11,18 @@ A method subclasses it, names its config node and builds its model::
 The base then: loads CLIP once at the right precision; freezes everything but
 ``trainable_modules()`` (default: ``model.prompt_learner``); builds one
 optimizer/scheduler per trainable module and registers it; runs the training step
-under autocast with the grad scaler when needed (``compute_loss`` is the only
-per-method hook, default cross-entropy on ``model(image)``); computes the class
-text features once per evaluation (``before_test``) instead of once per test batch;
-and loads checkpoints without the class-name-dependent buffers
-(``ignored_checkpoint_keys``; any other missing or unexpected key is an error).
+under autocast (``compute_loss`` is the per-method hook: default cross-entropy on
+``model(image)``; it may return named losses, which are summed and logged one by one),
+and leaves backward, the grad scaler, the ``after_backward`` hook, the optimizer step
+and the learning-rate schedule to the engine; computes the class text features once per
+evaluation (``before_test``) instead of once per test batch; and loads checkpoints
+without the class-name-dependent buffers (``ignored_checkpoint_keys``; any other missing
+or unexpected key is an error), after ``translate_checkpoint`` has mapped the key names
+of another code base (upstream model zoos) onto this one's.
 """
 from __future__ import annotations
 
-from typing import Dict, Optional, Sequence, Tuple
+from typing import Any, ClassVar, Dict, Mapping, Optional, Sequence, Tuple, Type, Union
 
 import torch
 import torch.nn.functional as F
@@ -31,6 +34,7 @@ from dassl.optim import build_lr_scheduler, build_optimizer
 from dassl.utils import load_pretrained_weights
 
 from .clip_loader import load_clip_to_cpu
+from .model import PromptCLIP
 from .precision import PRECISIONS, Precision, resolve_precision
 from .prompt_learner import PromptLearner
 from .text_encoder import TextEncoder, class_text_features
@@ -39,11 +43,50 @@ from .text_encoder import TextEncoder, class_text_features
 # (upstream CoOp/CoCoOp/KgCoOp/MaPLe checkpoints still carry them).
 CLASS_DEPENDENT_KEYS = ("token_prefix", "token_suffix", "token_midfix")
 
+#: What ``compute_loss`` returns: a loss tensor; a dict of named loss tensors (summed);
+#: or a pair ``(loss or dict of losses, {name: number to log})`` (metrics are logged,
+#: never optimised).
+LossOutput = Union[
+    torch.Tensor,
+    Mapping[str, torch.Tensor],
+    Tuple[Union[torch.Tensor, Mapping[str, torch.Tensor]], Mapping[str, Any]],
+]
+
+
+def _as_number(value: Any) -> float:
+    return value.item() if isinstance(value, torch.Tensor) else float(value)
+
+
+def split_loss_output(output: LossOutput) -> Tuple[torch.Tensor, Dict[str, float]]:
+    """The total loss to optimise and the numbers to log: ``loss`` (the total), each named
+    loss when there are several, then the metrics."""
+    metrics: Mapping[str, Any] = {}
+    if isinstance(output, tuple):
+        output, metrics = output
+    if isinstance(output, torch.Tensor):
+        losses = {"loss": output}
+    elif isinstance(output, Mapping) and output:
+        losses = dict(output)
+    else:
+        raise TypeError(
+            "compute_loss must return a loss tensor, a non-empty dict of named loss tensors, "
+            f"or (losses, metrics); got {type(output).__name__}"
+        )
+    total = sum(losses.values())
+    summary = {"loss": total.item()}
+    if len(losses) > 1:
+        summary.update((name, value.item()) for name, value in losses.items())
+    summary.update((name, _as_number(value)) for name, value in metrics.items() if name != "loss")
+    return total, summary
+
 
 class PromptTrainer(TrainerX):
     """Base of the CLIP prompt-learning trainers (see the module docstring)."""
 
-    CFG_NODE: str = "COOP"  # which ``cfg.TRAINER.<node>`` holds PREC, N_CTX, ...
+    #: Which ``cfg.TRAINER.<node>`` holds PREC, N_CTX, ...; every trainer must name its own.
+    CFG_NODE: ClassVar[Optional[str]] = None
+    #: The prompt learner ``build_prompt_learner`` makes.
+    PROMPT_LEARNER: ClassVar[Type[PromptLearner]] = PromptLearner
     ignored_checkpoint_keys = CLASS_DEPENDENT_KEYS  # rebuilt from the current class names
 
     # -- config ---------------------------------------------------------------
@@ -53,11 +96,18 @@ class PromptTrainer(TrainerX):
         return self.cfg.TRAINER[self.CFG_NODE]
 
     def check_cfg(self, cfg) -> None:
+        if not self.CFG_NODE:
+            raise TypeError(
+                f"{type(self).__name__} must set the class attribute CFG_NODE to the name of its config "
+                f"node (e.g. CFG_NODE = \"{type(self).__name__.upper()}\" for cfg.TRAINER."
+                f"{type(self).__name__.upper()}), declared with trainers.config.prompt_config_node"
+            )
         node = cfg.TRAINER.get(self.CFG_NODE)
         if node is None:
             raise KeyError(
                 f"{type(self).__name__} reads cfg.TRAINER.{self.CFG_NODE}, which is not defined; "
-                "build the config with trainers.config.extend_cfg(cfg)"
+                "declare it in a @register_config function and build the config with "
+                "trainers.config.extend_cfg(cfg)"
             )
         if str(node.PREC).lower() not in PRECISIONS:
             raise ValueError(
@@ -82,6 +132,8 @@ class PromptTrainer(TrainerX):
 
         print(f"Building {type(self).__name__} on CLIP")
         self.model = self.build_custom_model(cfg, classnames, clip_model)
+        if isinstance(self.model, PromptCLIP):
+            self.model.activation_checkpointing = cfg.MODEL.get("ACT_CHECKPOINT", False)
 
         trainable = self.trainable_modules()
         self.model.requires_grad_(False)
@@ -107,7 +159,7 @@ class PromptTrainer(TrainerX):
         raise NotImplementedError
 
     def build_prompt_learner(self, classnames: Sequence[str], clip_model: nn.Module, **overrides) -> PromptLearner:
-        """A ``PromptLearner`` configured by ``N_CTX``/``CTX_INIT``/``CSC``/``CLASS_TOKEN_POSITION`` of the node."""
+        """A ``PROMPT_LEARNER`` configured by ``N_CTX``/``CTX_INIT``/``CSC``/``CLASS_TOKEN_POSITION`` of the node."""
         node = self.method_cfg
         kwargs = dict(
             n_ctx=node.N_CTX,
@@ -116,11 +168,17 @@ class PromptTrainer(TrainerX):
             class_token_position=node.get("CLASS_TOKEN_POSITION", "end"),
         )
         kwargs.update(overrides)
-        return PromptLearner(classnames, clip_model, **kwargs)
+        return self.PROMPT_LEARNER(classnames, clip_model, **kwargs)
 
     def trainable_modules(self) -> Dict[str, nn.Module]:
         """The modules that train, each registered (and checkpointed) under its key."""
         return {"prompt_learner": self.model.prompt_learner}
+
+    @property
+    def image_encoder_is_frozen(self) -> bool:
+        """Whether the image features depend on the image alone (cacheable): nothing this
+        method learns reaches the image tower."""
+        return bool(getattr(self.model, "image_features_are_fixed", False))
 
     @torch.no_grad()
     def hand_crafted_features(
@@ -135,32 +193,18 @@ class PromptTrainer(TrainerX):
     def parse_batch_train(self, batch) -> Tuple[torch.Tensor, torch.Tensor]:
         return batch["img"].to(self.device), batch["label"].to(self.device)
 
-    def compute_loss(self, image: torch.Tensor, label: torch.Tensor) -> Tuple[torch.Tensor, Dict[str, float]]:
-        """Loss of one batch and the numbers to log; runs under autocast."""
+    def compute_loss(self, image: torch.Tensor, label: torch.Tensor) -> LossOutput:
+        """Loss of one batch (see :data:`LossOutput`); runs under autocast."""
         logits = self.model(image)
         loss = F.cross_entropy(logits, label)
-        return loss, {"loss": loss.item(), "acc": compute_accuracy(logits, label)[0].item()}
+        return loss, {"acc": compute_accuracy(logits, label)[0]}
 
     def forward_backward(self, batch) -> Dict[str, float]:
         image, label = self.parse_batch_train(batch)
         with self.precision.autocast():
-            loss, summary = self.compute_loss(image, label)
-        self.backward_and_update(loss)
-        if (self.batch_idx + 1) == self.num_batches:
-            self.update_lr()  # once per epoch, after its last batch (upstream)
+            loss, summary = split_loss_output(self.compute_loss(image, label))
+        self.model_backward_and_update(loss)
         return summary
-
-    def backward_and_update(self, loss: torch.Tensor) -> None:
-        if self.scaler is None:
-            self.model_backward_and_update(loss)
-            return
-        self.model_zero_grad()
-        self.detect_anomaly(loss)
-        self.scaler.scale(loss).backward()
-        for optim in self._optims.values():
-            if optim is not None:
-                self.scaler.step(optim)
-        self.scaler.update()
 
     # -- evaluation -----------------------------------------------------------
     @torch.no_grad()
@@ -196,4 +240,4 @@ class PromptTrainer(TrainerX):
             raise
 
 
-__all__ = ["CLASS_DEPENDENT_KEYS", "PromptTrainer"]
+__all__ = ["CLASS_DEPENDENT_KEYS", "LossOutput", "PromptTrainer", "split_loss_output"]

@@ -355,7 +355,7 @@ def find_attribute_file(dataset_name: str, explicit_path: str = "",
 @lru_cache(maxsize=1)
 def _tokenizer():
     # Imported here: ``clip`` imports torch, which this module must not need at import time.
-    from .openai_clip import clip
+    from ..common.openai_clip import clip
     return clip.simple_tokenizer.SimpleTokenizer()
 
 

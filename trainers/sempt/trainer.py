@@ -1,7 +1,7 @@
 """SemPT (Shi, Ou, Chen, arXiv 2508.10645): semantic prompt tuning with shared attributes.
 
-What the abstract states and what is our reading: ``README.md`` (Method) and
-the README's "Method" section. In short, with ``f`` the image embedding,
+What the abstract states and what is our reading: the README's "Method" section.
+In short, with ``f`` the image embedding,
 ``t_c`` the CoOp label embedding and ``e_ck`` the frozen embedding of class ``c``'s
 description along shared attribute ``k``:
 
@@ -19,16 +19,19 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.utils.checkpoint import checkpoint
 
-from dassl.config import CfgNode
 from dassl.engine import TRAINER_REGISTRY
 from dassl.metrics import compute_accuracy
 
-from .common.attribute_fusion import FUSIONS, WEIGHTINGS, attribute_logits, description_gram, select_by_exposure
-from .common.attributes import find_attribute_file, load_attribute_file, match_classes, normalize_classname
-from .common.clip_loader import resolve_clip_checkpoint
-from .common.description_bank import (
+from ..common.clip_loader import resolve_clip_checkpoint
+from ..common.model import PromptCLIP
+from ..common.prompt_learner import PromptLearner
+from ..common.templates import CUSTOM_TEMPLATES_KG, template_for
+from ..common.text_encoder import TextEncoder
+from ..common.trainer import LossOutput, PromptTrainer
+from ..config import prompt_config_node, register_config
+from .attributes import find_attribute_file, load_attribute_file, match_classes, normalize_classname
+from .description_bank import (
     SentenceEmbeddingCache,
     backbone_key,
     default_cache_dir,
@@ -36,12 +39,7 @@ from .common.description_bank import (
     flatten_descriptions,
     pool_descriptions,
 )
-from .common.model import PromptCLIP
-from .common.prompt_learner import PromptLearner
-from .common.templates import CUSTOM_TEMPLATES_KG, template_for
-from .common.text_encoder import TextEncoder, encode_length_sorted
-from .common.trainer import PromptTrainer
-from .config import register_config
+from .fusion import FUSIONS, WEIGHTINGS, attribute_logits, description_gram, select_by_exposure
 
 INFERENCE_MODES = ("auto", "label", "attribute", "ensemble")
 DESC_ENCODERS = ("frozen", "prompted")
@@ -49,13 +47,8 @@ DESC_ENCODERS = ("frozen", "prompted")
 
 @register_config
 def sempt_config(cfg) -> None:
-    cfg.TRAINER.SEMPT = CfgNode()
     # Label branch: the CoOp/KgCoOp prompt learner.
-    cfg.TRAINER.SEMPT.N_CTX = 4
-    cfg.TRAINER.SEMPT.CTX_INIT = "a photo of a"
-    cfg.TRAINER.SEMPT.CSC = False
-    cfg.TRAINER.SEMPT.CLASS_TOKEN_POSITION = "end"
-    cfg.TRAINER.SEMPT.PREC = "amp"  # GPU: fp16 | fp32 | amp | bf16; CPU always fp32
+    cfg.TRAINER.SEMPT = prompt_config_node(n_ctx=4, ctx_init="a photo of a", prec="amp")
     # Attribute knowledge.
     cfg.TRAINER.SEMPT.ATTRIBUTE_FILE = ""  # "" = attribute_data/<dataset>.json
     cfg.TRAINER.SEMPT.DESC_ENCODER = "frozen"  # frozen | prompted
@@ -96,26 +89,12 @@ class DescriptionPrompts(nn.Module):
         self.chunk = max(1, int(chunk))
 
     def forward(self, text_encoder: TextEncoder, ctx: torch.Tensor) -> torch.Tensor:
-        tokens = self.layout.tokenized_prompts
-        checkpointed = torch.is_grad_enabled() and ctx.requires_grad
-
-        def encode_chunk(rows: torch.Tensor, length: int) -> torch.Tensor:
-            rows_dev = rows.to(self.layout.token_prefix.device)
-
-            def encode(ctx_: torch.Tensor) -> torch.Tensor:
-                prompts = torch.cat(
-                    [
-                        self.layout.token_prefix[rows_dev],
-                        ctx_.unsqueeze(0).expand(len(rows_dev), -1, -1),
-                        self.layout.token_suffix[rows_dev],
-                    ],
-                    dim=1,
-                )[:, :length]
-                return text_encoder(prompts, tokens[rows, :length])
-
-            return checkpoint(encode, ctx, use_reentrant=False) if checkpointed else encode(ctx)
-
-        return encode_length_sorted(tokens, self.chunk, encode_chunk)
+        return text_encoder.encode_prompts(
+            lambda rows: self.layout.compose(ctx, rows),  # one chunk's prompts at a time
+            self.layout.tokenized_prompts,
+            chunk_size=self.chunk,
+            checkpointing=ctx.requires_grad,
+        )
 
 
 class SemPTCLIP(PromptCLIP):
@@ -245,25 +224,22 @@ class SemPT(PromptTrainer):
         extras["seen_classnames"] = list(self.seen_classnames)  # set by before_train
         return extras
 
-    def compute_loss(self, image: torch.Tensor, label: torch.Tensor) -> Tuple[torch.Tensor, Dict[str, float]]:
+    def compute_loss(self, image: torch.Tensor, label: torch.Tensor) -> LossOutput:
         node = self.method_cfg
         model = self.model
         image_features = model.encode_image(image)
         label_features = model.text_features()
         label_logits = model.logits(image_features, label_features)
-        loss = F.cross_entropy(label_logits, label)
-        summary = {}
+        losses = {"loss_label": F.cross_entropy(label_logits, label)}
+        metrics = {"acc": compute_accuracy(label_logits, label)[0]}
         if node.ATTR_LOSS_WEIGHT > 0:
             desc, gram = model.description_features()
             attr_logits = self._attribute_logits(image_features, label_features, desc, gram)
-            attr_loss = F.cross_entropy(attr_logits, label)
-            loss = loss + node.ATTR_LOSS_WEIGHT * attr_loss
-            summary["loss_attr"] = attr_loss.item()
-            summary["acc_attr"] = compute_accuracy(attr_logits, label)[0].item()
+            losses["loss_attr"] = node.ATTR_LOSS_WEIGHT * F.cross_entropy(attr_logits, label)
+            metrics["acc_attr"] = compute_accuracy(attr_logits, label)[0]
         if node.KG_WEIGHT > 0:
-            loss = loss + node.KG_WEIGHT * model.kg_score(label_features)
-        summary = {"loss": loss.item(), "acc": compute_accuracy(label_logits, label)[0].item(), **summary}
-        return loss, summary
+            losses["loss_kg"] = node.KG_WEIGHT * model.kg_score(label_features)
+        return losses, metrics
 
     # -- evaluation -----------------------------------------------------------
     def seen_mask(self) -> torch.Tensor:

@@ -17,9 +17,9 @@ from typing import Dict, List, Sequence, Tuple
 import torch
 import torch.nn.functional as F
 
-from .openai_clip import clip
+from ..common.openai_clip import clip
 
-from .text_encoder import TextEncoder, tokenize
+from ..common.text_encoder import TextEncoder, tokenize
 
 CACHE_ENV = "SEMPT_CACHE_DIR"
 

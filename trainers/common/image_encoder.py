@@ -1,0 +1,118 @@
+"""CLIP's image tower with seams for visual prompts, in three stages.
+
+For a ViT, ``forward`` is CLIP's ``VisionTransformer.forward`` cut where prompt methods
+need to reach in (the stages of open_clip's ``_embeds`` / ``transformer`` / ``_pool``):
+
+1. ``embed(image)``: patch embedding, class token and positional embedding, ``(N, 1+P, width)``;
+2. visual prompts ``(n, width)`` or ``(N, n, width)`` are appended after those tokens, with
+   no positional embedding (shallow prompts, VPT / MaPLe / IVLP);
+3. ``encode_tokens(x, deep_prompts)``: ``ln_pre`` and the blocks; ``deep_prompts[i]``
+   replaces the *last* ``n`` tokens of block ``i``'s input (deep prompts; a callable entry
+   maps the whole ``(N, L, width)`` input, see ``text_encoder.DeepPrompt``);
+4. ``pool(x)``: ``ln_post`` of the class token and the projection.
+
+A ResNet backbone has no token sequence: the same interface runs CLIP's
+``ModifiedResNet`` as it is and refuses prompts with an error that says so.
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+from torch import nn
+from torch.utils.checkpoint import checkpoint
+
+from .openai_clip import clip
+from .text_encoder import DeepPrompts, check_deep_prompts, insert_deep_prompt
+
+
+class ImageEncoder(nn.Module):
+    """``ImageEncoder(clip_model.visual)(image, prompts=None, deep_prompts=None)`` -> ``(N, dim)``.
+
+    ``checkpointing`` recomputes each block's activations in the backward pass instead of
+    keeping them (methods that train through the image tower). Shares ``visual``'s modules.
+    """
+
+    def __init__(self, visual: nn.Module) -> None:
+        super().__init__()
+        self.visual = visual
+        self.is_vit = isinstance(visual, clip.model.VisionTransformer)
+        self.checkpointing = False
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.visual.conv1.weight.dtype
+
+    @property
+    def output_dim(self) -> int:
+        return self.visual.output_dim
+
+    @property
+    def width(self) -> int:
+        """Token width of a ViT (the width visual prompts must have)."""
+        self._require_vit("has no token width")
+        return self.visual.conv1.out_channels
+
+    @property
+    def n_blocks(self) -> int:
+        self._require_vit("has no transformer blocks")
+        return len(self.visual.transformer.resblocks)
+
+    def _require_vit(self, what: str) -> None:
+        if not self.is_vit:
+            raise TypeError(
+                f"The image encoder is a {type(self.visual).__name__} (a ResNet CLIP), which {what}: "
+                "visual prompts need a ViT backbone (MODEL.BACKBONE.NAME ViT-B/16, ViT-B/32, ...)"
+            )
+
+    def embed(self, image: torch.Tensor) -> torch.Tensor:
+        """Patch tokens with the class token first and positional embeddings added, ``(N, 1+P, width)``."""
+        self._require_vit("cannot embed images as tokens")
+        v = self.visual
+        x = v.conv1(image.to(self.dtype))
+        x = x.reshape(x.shape[0], x.shape[1], -1).permute(0, 2, 1)
+        cls = v.class_embedding.to(x.dtype).expand(x.shape[0], 1, -1)
+        x = torch.cat([cls, x], dim=1)
+        return x + v.positional_embedding.to(x.dtype)
+
+    def encode_tokens(self, x: torch.Tensor, deep_prompts: Optional[DeepPrompts] = None) -> torch.Tensor:
+        """``ln_pre`` and the transformer blocks over tokens ``(N, L, width)``."""
+        v = self.visual
+        check_deep_prompts(deep_prompts, len(v.transformer.resblocks), "image")
+        x = v.ln_pre(x).permute(1, 0, 2)  # NLD -> LND
+        for i, block in enumerate(v.transformer.resblocks):
+            prompt = deep_prompts[i] if deep_prompts is not None and i < len(deep_prompts) else None
+            if prompt is not None:
+                n = prompt.shape[-2] if isinstance(prompt, torch.Tensor) else 0
+                x = insert_deep_prompt(x, prompt, start=-n)
+            if self.checkpointing and torch.is_grad_enabled():
+                x = checkpoint(block, x, use_reentrant=False)
+            else:
+                x = block(x)
+        return x.permute(1, 0, 2)
+
+    def pool(self, x: torch.Tensor) -> torch.Tensor:
+        """``ln_post`` of the class token, projected: ``(N, dim)``."""
+        v = self.visual
+        x = v.ln_post(x[:, 0, :])
+        return x @ v.proj if v.proj is not None else x
+
+    def forward(
+        self,
+        image: torch.Tensor,
+        prompts: Optional[torch.Tensor] = None,
+        deep_prompts: Optional[DeepPrompts] = None,
+    ) -> torch.Tensor:
+        if not self.is_vit:
+            if prompts is not None or deep_prompts is not None:
+                self._require_vit("takes no visual prompts")
+            return self.visual(image.to(self.dtype))
+        x = self.embed(image)
+        if prompts is not None:
+            tokens = prompts.to(x.dtype)
+            tokens = tokens.expand(x.shape[0], -1, -1) if tokens.dim() == 2 else tokens
+            x = torch.cat([x, tokens], dim=1)
+        return self.pool(self.encode_tokens(x, deep_prompts))
+
+
+__all__ = ["ImageEncoder"]
