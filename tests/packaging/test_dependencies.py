@@ -140,3 +140,14 @@ def test_importing_the_clip_pieces_prints_no_warning(command):
     result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     assert "pkg_resources" not in result.stderr, result.stderr
+
+
+def test_the_attribute_generator_loads_the_attribute_module_only():
+    """The generator's start does not pay for torch, the engine or every trainer."""
+    import subprocess
+
+    probe = ("import sys, tools.generate_attributes; "
+             "print(' '.join(sorted(m for m in sys.modules if m.split('.')[0] in ('trainers', 'torch', 'dassl', 'clip'))))")
+    result = subprocess.run([sys.executable, "-c", probe], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["trainers", "trainers.sempt", "trainers.sempt.attributes"]

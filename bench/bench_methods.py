@@ -1,0 +1,239 @@
+"""One training step of every method, on the ViT-B/16 architecture with random weights.
+
+Every method that has benchmark scripts (``scripts/<method>/method.sh``) and trains is built
+from its own base-to-novel config (``DEFAULT_CFG``) through ``train.py``'s code path, on a
+fabricated tree of 100 (Caltech101) or 1000 (ImageNet) classes, and times
+``forward_backward`` on one fixed batch (no data loading), the text side alone (the class
+text features, forward and backward) and, on a GPU, the peak memory. Methods that only
+evaluate (zero-shot CLIP, the description classifiers) are listed as such.
+
+    python bench/bench_methods.py                                   # CPU, fp32, 100 classes
+    python bench/bench_methods.py --device cuda --classes 100 1000 --precisions amp fp16 bf16
+    python bench/bench_methods.py --arch tiny --steps 1 --warmup 0  # seconds: checks that it runs
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import sys
+import tempfile
+import time
+import traceback
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Dict, List, Optional
+
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+ARCHS = {
+    # embed_dim, image_resolution, vision_layers, vision_width, patch, context, vocab, text width, heads, layers
+    "vit_b16": (512, 224, 12, 768, 16, 77, 49408, 512, 8, 12),
+    "tiny": (64, 32, 2, 64, 16, 77, 49408, 64, 1, 2),
+}
+DATASETS = {100: ("caltech101", "Caltech101"), 1000: ("imagenet", "ImageNet")}
+
+
+@dataclass
+class Method:
+    trainer: str
+    config: Path
+    eval_only: bool
+
+
+@dataclass
+class Result:
+    method: str
+    classes: int
+    precision: str
+    step_ms: Optional[float] = None
+    text_ms: Optional[float] = None
+    peak_gib: Optional[float] = None
+    note: str = ""
+
+
+def discover_methods() -> List[Method]:
+    """The methods of ``scripts/*/method.sh`` with their default (base-to-novel) config."""
+    methods = []
+    for path in sorted((REPO / "scripts").glob("*/method.sh")):
+        text = path.read_text()
+
+        def var(name: str, default: str = "") -> str:
+            m = re.search(rf"^{name}=(\S+)", text, re.M)
+            return m.group(1) if m else default
+
+        trainer = var("TRAINER")
+        config = REPO / "configs" / "trainers" / var("CFG_DIR", trainer) / f"{var('DEFAULT_CFG')}.yaml"
+        methods.append(Method(trainer, config, var("EVAL_ONLY") == "1"))
+    return methods
+
+
+def write_random_clip(path: Path, arch: str) -> int:
+    from trainers.common.openai_clip import clip
+
+    torch.manual_seed(0)
+    model = clip.model.CLIP(*ARCHS[arch])
+    clip.model.convert_weights(model)  # the released checkpoints' layout: fp16 matrices
+    torch.save(model.state_dict(), path)
+    return ARCHS[arch][1]
+
+
+def make_data(root: Path, classes: int) -> str:
+    from tests.utils.fabricate import make_caltech101_tree, make_imagenet_tree
+
+    if classes == 100:
+        return make_caltech101_tree(root, n_per_class=4)
+    return make_imagenet_tree(root, n_train=1, n_val=1)
+
+
+def build(method: Method, classes: int, prec: str, device: str, data: str, clip_path: Path, size: int,
+          batch: int, work: Path):
+    import train
+    from dassl.engine import build_trainer
+    from dassl.engine import TRAINER_REGISTRY
+    from dassl.utils import set_random_seed
+
+    train.register_components()
+    node = TRAINER_REGISTRY.get(method.trainer).CFG_NODE
+    dataset, _ = DATASETS[classes]
+    args = train.build_parser().parse_args([
+        "--root", data, "--trainer", method.trainer, "--output-dir", str(work / f"out_{method.trainer}"),
+        "--dataset-config-file", str(REPO / "configs" / "datasets" / f"{dataset}.yaml"),
+        "--config-file", str(method.config),
+        "DATASET.NUM_SHOTS", "1", "DATASET.CACHE_DIR", str(work / "cache"),
+        "MODEL.BACKBONE.NAME", str(clip_path), "INPUT.SIZE", f"({size}, {size})",
+        "DATALOADER.NUM_WORKERS", "0", "DATALOADER.TRAIN_X.BATCH_SIZE", str(batch),
+        "OPTIM.MAX_EPOCH", "1", "USE_CUDA", str(device == "cuda"), f"TRAINER.{node}.PREC", prec,
+    ])
+    set_random_seed(1)
+    return build_trainer(train.setup_cfg(args))
+
+
+def synchronize(device: str) -> None:
+    if device == "cuda":
+        torch.cuda.synchronize()
+
+
+def timed(fn, steps: int, warmup: int, device: str) -> float:
+    for _ in range(warmup):
+        fn()
+    synchronize(device)
+    start = time.perf_counter()
+    for _ in range(steps):
+        fn()
+    synchronize(device)
+    return (time.perf_counter() - start) / steps * 1000
+
+
+def bench_one(method: Method, classes: int, prec: str, args, data: str, clip_path: Path, size: int,
+              work: Path) -> Result:
+    result = Result(method.trainer, classes, prec)
+    if method.eval_only:
+        result.note = "evaluates only (no training step)"
+        return result
+    trainer = build(method, classes, prec, args.device, data, clip_path, size, args.batch, work)
+    if not trainer.get_model_names():
+        result.note = "nothing to train"
+        return result
+    if trainer.num_classes != classes:
+        raise RuntimeError(f"{method.trainer} sees {trainer.num_classes} classes, expected {classes}")
+    g = torch.Generator().manual_seed(0)
+    batch = {"img": torch.randn(args.batch, 3, size, size, generator=g),
+             "label": torch.randint(0, classes, (args.batch,), generator=g)}
+    trainer.set_model_mode("train")
+    if args.device == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+    result.step_ms = timed(lambda: trainer.forward_backward(batch), args.steps, args.warmup, args.device)
+    if args.device == "cuda":
+        result.peak_gib = torch.cuda.max_memory_allocated() / 2**30
+    model = trainer.model
+
+    def text_side() -> None:
+        with trainer.precision.autocast():
+            features = model.text_features()
+        features.float().sum().backward()
+
+    try:
+        result.text_ms = timed(text_side, args.steps, args.warmup, args.device)
+    except (TypeError, NotImplementedError, AttributeError):
+        result.note = "text features depend on the image"  # CoCoOp: its text side is part of the step
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--arch", choices=sorted(ARCHS), default="vit_b16")
+    parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    parser.add_argument("--classes", type=int, nargs="+", choices=sorted(DATASETS), default=[100])
+    parser.add_argument("--precisions", nargs="+", default=None,
+                        help="PREC values (default: fp32 on CPU, amp on GPU)")
+    parser.add_argument("--methods", nargs="+", default=None, help="trainer names (default: every scripted method)")
+    parser.add_argument("--batch", type=int, default=32)
+    parser.add_argument("--steps", type=int, default=2)
+    parser.add_argument("--warmup", type=int, default=1)
+    parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
+    parser.add_argument("--json", default="", help="also write the results to this file")
+    args = parser.parse_args()
+    if args.device == "cuda" and not torch.cuda.is_available():
+        raise SystemExit("--device cuda: CUDA is not available on this machine")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    precisions = args.precisions or (["fp32"] if args.device == "cpu" else ["amp"])
+    methods = discover_methods()
+    if args.methods:
+        known = {m.trainer for m in methods}
+        unknown = sorted(set(args.methods) - known)
+        if unknown:
+            raise SystemExit(f"unknown methods {unknown}; scripted methods: {sorted(known)}")
+        methods = [m for m in methods if m.trainer in args.methods]
+    # CoOp first: every row's ratio is to CoOp's step in the same setting.
+    methods.sort(key=lambda m: (m.trainer != "CoOp", m.trainer))
+
+    from tabulate import tabulate
+
+    results: List[Result] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        os.environ.setdefault("SEMPT_CACHE_DIR", str(work / "sempt_cache"))
+        clip_path = work / "clip.pt"
+        size = write_random_clip(clip_path, args.arch)
+        for classes in args.classes:
+            data = make_data(work / f"data{classes}", classes)
+            for prec in precisions:
+                for method in methods:
+                    try:
+                        results.append(bench_one(method, classes, prec, args, data, clip_path, size, work))
+                    except Exception as err:  # one method's failure must not hide the others' numbers
+                        traceback.print_exc()
+                        results.append(Result(method.trainer, classes, prec, note=f"failed: {type(err).__name__}: {err}"))
+                    print(f"done: {results[-1]}", file=sys.stderr)
+                    if args.device == "cuda":
+                        torch.cuda.empty_cache()
+
+    coop: Dict[tuple, float] = {(r.classes, r.precision): r.step_ms for r in results if r.method == "CoOp" and r.step_ms}
+
+    def fmt(x: Optional[float], spec: str) -> str:
+        return "-" if x is None else format(x, spec)
+
+    rows = []
+    for r in results:
+        base = coop.get((r.classes, r.precision))
+        ratio = f"{r.step_ms / base:.2f}x" if r.step_ms and base else "-"
+        steps_per_s = fmt(1000 / r.step_ms if r.step_ms else None, ".2f")
+        rows.append([r.method, r.classes, r.precision, fmt(r.step_ms, ".0f"), steps_per_s, ratio,
+                     fmt(r.text_ms, ".0f"), fmt(r.peak_gib, ".2f"), r.note])
+    device = torch.cuda.get_device_name(0) if args.device == "cuda" else f"CPU, {torch.get_num_threads()} threads"
+    print(f"\n{args.arch} (random weights), {device}, batch {args.batch}, mean of {args.steps} steps "
+          f"after {args.warmup} warm-up")
+    print(tabulate(rows, headers=["method", "classes", "PREC", "step (ms)", "steps/s", "vs CoOp",
+                                  "text fwd+bwd (ms)", "peak GPU mem (GiB)", "note"], tablefmt="github"))
+    if args.json:
+        Path(args.json).write_text(json.dumps([asdict(r) for r in results], indent=1))
+
+
+if __name__ == "__main__":
+    main()
