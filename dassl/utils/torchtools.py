@@ -1,13 +1,18 @@
 """Checkpoint I/O and weight loading (upstream ``dassl.utils.torchtools`` surface).
 
 Checkpoints written here hold only tensors and plain values, so they load with
-``torch.load(weights_only=True)``. Upstream Dassl checkpoints pickle their scheduler
-(and, through it, the optimizer); reading one needs the explicit opt-in
-``load_checkpoint(path, weights_only=False)`` or ``DASSL_TRUST_CHECKPOINTS=1``, which
-unpickles arbitrary objects: only do it for files you trust.
+``torch.load(weights_only=True)``. Upstream Dassl checkpoints (every model zoo of the CoOp
+family) also pickle their LR scheduler and, through it, the optimizer. Those load with
+``weights_only=True`` too: the known upstream scheduler and optimizer classes
+(``UPSTREAM_PICKLED_CLASSES``) are read into inert stand-ins that only hold their
+attributes as data, and nothing of them is ever called. Any other pickled object is still
+refused; reading such a file needs the explicit opt-in ``load_checkpoint(path,
+weights_only=False)`` or ``DASSL_TRUST_CHECKPOINTS=1``, which unpickles arbitrary objects:
+only do it for files you trust.
 """
 from __future__ import annotations
 
+import contextlib
 import importlib
 import os
 import os.path as osp
@@ -16,7 +21,7 @@ import tempfile
 import types
 import warnings
 from collections import OrderedDict
-from typing import Any, Dict, Optional
+from typing import Any, ContextManager, Dict, Optional
 
 import torch
 import torch.nn as nn
@@ -31,6 +36,7 @@ __all__ = [
     "load_pretrained_weights",
     "count_num_param",
     "TRUST_ENV_VAR",
+    "UPSTREAM_PICKLED_CLASSES",
 ]
 
 TRUST_ENV_VAR = "DASSL_TRUST_CHECKPOINTS"
@@ -107,6 +113,57 @@ class _UpstreamObject:
         self.__dict__["_state"] = state
 
 
+#: Classes that upstream Dassl checkpoints pickle inside their ``scheduler`` entry: its
+#: warm-up wrappers (``dassl/optim/lr_scheduler.py``), the torch schedulers and optimizers
+#: its ``build_lr_scheduler``/``build_optimizer`` make (``dassl/optim/optimizer.py``;
+#: ``dassl/optim/radam.py``), and the ``defaultdict(dict)`` of an optimizer's state.
+UPSTREAM_PICKLED_CLASSES = (
+    "dassl.optim.lr_scheduler.ConstantWarmupScheduler",
+    "dassl.optim.lr_scheduler.LinearWarmupScheduler",
+    "torch.optim.lr_scheduler.CosineAnnealingLR",
+    "torch.optim.lr_scheduler.StepLR",
+    "torch.optim.lr_scheduler.MultiStepLR",
+    "torch.optim.sgd.SGD",
+    "torch.optim.adam.Adam",
+    "torch.optim.adamw.AdamW",
+    "torch.optim.rmsprop.RMSprop",
+    "dassl.optim.radam.RAdam",
+)
+
+
+def _plain_dict(default_factory: Any = None) -> Dict[Any, Any]:
+    """Stands in for ``collections.defaultdict(default_factory)``: an empty plain dict."""
+    return {}
+
+
+def _upstream_safe_globals() -> list:
+    """``torch.serialization.safe_globals`` entries for ``UPSTREAM_PICKLED_CLASSES``: each path
+    maps to an inert stand-in class (never the real one, whose ``__setstate__`` would run), plus
+    the ``defaultdict(dict)`` an optimizer's state is pickled as (read as a plain dict: the
+    weights-only unpickler fills no other mapping type)."""
+    entries: list = [(_plain_dict, "collections.defaultdict"), (dict, "builtins.dict")]
+    for path in UPSTREAM_PICKLED_CLASSES:
+        name = path.rsplit(".", 1)[1]
+        entries.append((type(name, (_UpstreamObject,), {"__module__": __name__, "upstream_class": path}), path))
+    return entries
+
+
+_UPSTREAM_SAFE_GLOBALS = _upstream_safe_globals()
+
+
+def _upstream_stand_ins() -> ContextManager:
+    """The stand-ins, allowed for the ``torch.load`` calls inside the context only. torch < 2.5
+    has no ``safe_globals``: there upstream checkpoints still need the opt-in."""
+    safe_globals = getattr(torch.serialization, "safe_globals", None)
+    return safe_globals(_UPSTREAM_SAFE_GLOBALS) if safe_globals is not None else contextlib.nullcontext()
+
+
+def _disallowed_global(err: BaseException) -> str:
+    """The line of torch's weights-only error that names the refused global."""
+    lines = str(err).splitlines()
+    return next((line.strip() for line in lines if "GLOBAL" in line), lines[0] if lines else "")
+
+
 def _remapping_pickle_module() -> types.ModuleType:
     """A ``pickle``-like module whose Unpickler maps unknown ``dassl.*`` classes to stubs."""
 
@@ -130,8 +187,10 @@ def load_checkpoint(fpath: str, weights_only: Optional[bool] = None) -> Dict[str
     """Load a checkpoint onto the CPU (or the GPU it was saved from when CUDA is there).
 
     ``weights_only=None`` means True unless the environment sets
-    ``DASSL_TRUST_CHECKPOINTS=1``. With ``weights_only=False`` arbitrary pickled
-    objects are allowed and unknown upstream ``dassl.*`` classes become stubs.
+    ``DASSL_TRUST_CHECKPOINTS=1``. With ``weights_only=True`` the scheduler and optimizer
+    objects of upstream checkpoints become inert stand-ins (see ``UPSTREAM_PICKLED_CLASSES``);
+    with ``weights_only=False`` arbitrary pickled objects are allowed and unknown upstream
+    ``dassl.*`` classes become stubs.
     """
     if not fpath:
         raise ValueError("load_checkpoint() needs a file path, got an empty one")
@@ -142,17 +201,18 @@ def load_checkpoint(fpath: str, weights_only: Optional[bool] = None) -> Dict[str
     map_location = None if torch.cuda.is_available() else "cpu"
     try:
         if weights_only:
-            return torch.load(fpath, map_location=map_location, weights_only=True)
+            with _upstream_stand_ins():
+                return torch.load(fpath, map_location=map_location, weights_only=True)
         return torch.load(
             fpath, map_location=map_location, weights_only=False, pickle_module=_remapping_pickle_module()
         )
     except pickle.UnpicklingError as e:
         if weights_only and "Weights only load failed" in str(e) and "GLOBAL" in str(e):
             raise CheckpointError(
-                f'"{fpath}" holds pickled Python objects (an upstream Dassl checkpoint pickles '
-                f"its LR scheduler), so it does not load with weights_only=True. If you trust "
-                f"the file, set {TRUST_ENV_VAR}=1 or call load_checkpoint(path, weights_only=False).\n"
-                f"torch said: {str(e).splitlines()[0]}"
+                f'"{fpath}" holds pickled Python objects beyond the scheduler and optimizer classes '
+                f"of upstream Dassl checkpoints, so it does not load with weights_only=True. If you "
+                f"trust the file, set {TRUST_ENV_VAR}=1 or call load_checkpoint(path, weights_only=False).\n"
+                f"torch said: {_disallowed_global(e)}"
             ) from None
         raise _unreadable(fpath, e) from None
     except (RuntimeError, EOFError, KeyError, IndexError, ValueError, OSError) as e:

@@ -101,3 +101,59 @@ def test_a_file_without_state_dict_is_not_a_trainer_checkpoint(tmp_path):
         read_model_checkpoint(path)
     torch.save({"state_dict": {"ctx": torch.zeros(2)}}, path)
     assert torch.equal(read_model_checkpoint(path)["state_dict"]["ctx"], torch.zeros(2))
+
+
+# -------------------------------------------------- upstream Dassl checkpoints, safely
+def test_upstream_dassl_checkpoint_loads_without_the_opt_in(tmp_path, monkeypatch):
+    from dassl.utils.torchtools import UPSTREAM_PICKLED_CLASSES
+    from tests.utils.upstream_checkpoint import UPSTREAM_WARMUP_PATH, pickled_globals, save_upstream_checkpoint
+
+    monkeypatch.delenv("DASSL_TRUST_CHECKPOINTS", raising=False)
+    weights = {"prompt_learner.ctx": torch.randn(2, 8), "logit_scale": torch.tensor(4.6)}
+    path = save_upstream_checkpoint(str(tmp_path), "MultiModalPromptLearner", weights, epoch=5, pickle_wrapper=True)
+    # The file really pickles upstream's objects (plain weights_only refuses it).
+    assert {"torch.optim.lr_scheduler.CosineAnnealingLR", "torch.optim.sgd.SGD", UPSTREAM_WARMUP_PATH,
+            "collections.defaultdict"} <= pickled_globals(path)
+    with pytest.raises(Exception, match="Weights only load failed"):
+        torch.load(path, weights_only=True)
+
+    ckpt = load_checkpoint(path)
+    assert ckpt["epoch"] == 5 and set(ckpt["state_dict"]) == set(weights)
+    for key, value in weights.items():
+        assert torch.equal(ckpt["state_dict"][key], value)
+    # Inert stand-ins hold the pickled attributes as data; no real scheduler or optimizer is built.
+    successor = ckpt["scheduler"]["successor"]
+    assert successor.upstream_class == "torch.optim.lr_scheduler.CosineAnnealingLR"
+    assert not isinstance(successor, torch.optim.lr_scheduler.LRScheduler)
+    optimizer = successor._state["optimizer"]
+    assert optimizer.upstream_class == "torch.optim.sgd.SGD" and not isinstance(optimizer, torch.optim.Optimizer)
+    assert optimizer._state["defaults"]["lr"] == 0.0035
+    assert ckpt["scheduler_object"].upstream_class == UPSTREAM_WARMUP_PATH
+    assert UPSTREAM_WARMUP_PATH in UPSTREAM_PICKLED_CLASSES
+    assert read_model_checkpoint(path)["epoch"] == 5
+
+
+class _Payload:
+    """Unpickling it would call ``open(marker, "w")``: a stand-in for arbitrary code."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+def test_other_pickled_objects_are_still_refused(tmp_path, monkeypatch):
+    from tests.utils.upstream_checkpoint import upstream_scheduler
+
+    monkeypatch.delenv("DASSL_TRUST_CHECKPOINTS", raising=False)
+    marker = tmp_path / "executed"
+    path = str(tmp_path / "model.pth.tar-5")
+    scheduler = upstream_scheduler([torch.nn.Parameter(torch.zeros(2))])
+    torch.save({"state_dict": {"ctx": torch.zeros(2)}, "epoch": 5, "scheduler": scheduler.state_dict(),
+                "extra": _Payload(str(marker))}, path)
+    assert not marker.exists()  # pickling does not call open(); unpickling would
+    with pytest.raises(CheckpointError, match="DASSL_TRUST_CHECKPOINTS=1") as err:
+        load_checkpoint(path)
+    assert "io.open" in str(err.value)  # the message names the refused global
+    assert not marker.exists()  # refused before anything ran
