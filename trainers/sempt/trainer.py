@@ -173,7 +173,7 @@ class SemPT(PromptTrainer):
         text_encoder = TextEncoder(clip_model)
         desc_embeddings, description_prompts = None, None
         if node.DESC_ENCODER == "frozen":
-            cache = SentenceEmbeddingCache.for_backbone(cfg.MODEL.BACKBONE.NAME, clip_model.dtype, node.DESC_CACHE_DIR)
+            cache = SentenceEmbeddingCache.for_backbone(cfg.MODEL.BACKBONE.NAME, self.precision.compute_dtype, node.DESC_CACHE_DIR)
             text_encoder.to(self.device)
             with self.precision.autocast():
                 desc_embeddings = encode_descriptions(text_encoder, sentences, cache).to(clip_model.dtype)
