@@ -9,7 +9,6 @@ from dassl.engine import build_trainer
 from dassl.utils import set_random_seed
 from tests.utils.fabricate import make_eurosat_tree
 from trainers.common import trainer as trainer_module
-from trainers.common.text_encoder import TextEncoder
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 CONFIGS = {
@@ -102,20 +101,6 @@ def build(name, data_root, clip_path, output_dir, *opts):
     cfg = train.setup_cfg(args)
     set_random_seed(cfg.SEED)
     return build_trainer(cfg)
-
-
-@pytest.fixture()
-def count_text_encoder(monkeypatch):
-    """Counts TextEncoder.forward calls (every text-tower pass goes through it)."""
-    calls = []
-    original = TextEncoder.forward
-
-    def counting(self, prompts, tokenized, deep_prompts=None):
-        calls.append(prompts.shape[0])
-        return original(self, prompts, tokenized, deep_prompts)
-
-    monkeypatch.setattr(TextEncoder, "forward", counting)
-    return calls
 
 
 @pytest.fixture()
