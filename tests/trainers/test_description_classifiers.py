@@ -222,7 +222,7 @@ def test_fp16_weights_give_fp16_class_vectors(name, data_root, tiny_clip_path, t
     ("can be red", "which can be red"),
     ("antennae", "which has antennae"),  # upstream: "which is antennae" (first-character test)
     ("almond-shaped eyes", "which has almond-shaped eyes"),
-    ("canopy of leaves", "which has canopy of leaves"),
+    ("candied fruit", "which has candied fruit"),  # upstream: "which candied fruit"
     ("", "which has "),
 ])
 def test_descriptor_clause(descriptor, sentence):
