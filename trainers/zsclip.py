@@ -2,7 +2,8 @@
 
 ``ZeroshotCLIP`` uses the dataset's template (``CUSTOM_TEMPLATES``);
 ``ZeroshotCLIP2`` ensembles ``IMAGENET_TEMPLATES_SELECT`` (+ the dataset template
-unless ImageNet). Nothing trains: run with ``--eval-only``. They read
+unless ImageNet). Nothing trains: the scripts run ``--eval-only``; ``train.py``
+without it runs no epoch and evaluates the same way (``PromptTrainer.train``). They read
 ``TRAINER.COOP.PREC``, since they run with the CoOp configs.
 """
 from __future__ import annotations

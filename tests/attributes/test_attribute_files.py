@@ -172,6 +172,18 @@ def test_find_attribute_file_errors(tmp_path):
     assert find_attribute_file("MyData", explicit_path=str(mine)) == mine
 
 
+def test_errors_name_the_callers_config_key(tmp_path):
+    """Another trainer reading attribute files (DCLIP, CuPL) gets its own key in the fix."""
+    key = "TRAINER.DCLIP.ATTRIBUTE_FILE"
+    for call in (lambda: find_attribute_file("EuroSAT", root=tmp_path, config_key=key),
+                 lambda: find_attribute_file("MyData", root=tmp_path, config_key=key),
+                 lambda: find_attribute_file("EuroSAT", explicit_path="nope.json", config_key=key),
+                 lambda: match_classes(load(tmp_path, file_dict(["apple"])), ["kiwi"], config_key=key)):
+        with pytest.raises(AttributeDataError) as e:
+            call()
+        assert key in str(e.value) and "SEMPT" not in str(e.value)
+
+
 def test_prompt_hashes_match_shipped_prompts():
     hashes = prompt_hashes()
     assert set(hashes) == {"step1_attributes.txt", "step2_descriptions.txt"}

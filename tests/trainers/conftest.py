@@ -30,3 +30,20 @@ def tiny_clip(tiny_clip_path):
     from trainers.common.clip_loader import load_clip
 
     return load_clip(tiny_clip_path).float()
+
+
+@pytest.fixture()
+def count_text_encoder(monkeypatch):
+    """Counts TextEncoder.forward calls (every text-tower pass goes through it): the list of
+    the number of sequences each call encoded."""
+    from trainers.common.text_encoder import TextEncoder
+
+    calls = []
+    original = TextEncoder.forward
+
+    def counting(self, prompts, tokenized, deep_prompts=None):
+        calls.append(prompts.shape[0])
+        return original(self, prompts, tokenized, deep_prompts)
+
+    monkeypatch.setattr(TextEncoder, "forward", counting)
+    return calls

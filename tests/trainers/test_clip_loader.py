@@ -73,5 +73,8 @@ def test_precision_is_fp32_on_cpu_and_validated():
         assert p.weight_dtype is torch.float32 and p.autocast_dtype is None and p.grad_scaler() is None
     assert resolve_precision("amp", "cuda").uses_grad_scaler
     assert resolve_precision("fp16", "cuda").weight_dtype is torch.float16
+    computes = {prec: resolve_precision(prec, "cuda").compute_dtype for prec in ("fp16", "fp32", "amp", "bf16")}
+    assert computes == {"fp16": torch.float16, "fp32": torch.float32, "amp": torch.float16, "bf16": torch.bfloat16}
+    assert resolve_precision("amp", "cpu").compute_dtype is torch.float32
     with pytest.raises(ValueError, match="PREC"):
         resolve_precision("fp8", "cpu")

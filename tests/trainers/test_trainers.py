@@ -9,7 +9,6 @@ from dassl.engine import build_trainer
 from dassl.utils import set_random_seed
 from tests.utils.fabricate import make_eurosat_tree
 from trainers.common import trainer as trainer_module
-from trainers.common.text_encoder import TextEncoder
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 CONFIGS = {
@@ -72,26 +71,36 @@ def test_zero_shot_evaluates_new_classes(name, data_root, tiny_clip_path, tmp_pa
     assert "=> result" in log and "* total: 10" in log
 
 
+def test_zero_shot_without_eval_only_evaluates_instead_of_training(data_root, tiny_clip_path, tmp_path):
+    """Nothing trains: train.py without --eval-only runs no epoch and gives the --eval-only result."""
+    train.cli(run_args("ZeroshotCLIP", data_root, tiny_clip_path, tmp_path / "eval", "new", "--eval-only"))
+    train.cli(run_args("ZeroshotCLIP", data_root, tiny_clip_path, tmp_path / "train", "new"))
+    log = read_log(tmp_path / "train")
+    assert "no trainable parameters" in log and "epoch [" not in log
+    assert log.index("Finish training") < log.index("=> result")
+    result = read_log(tmp_path / "eval").split("=> result")[1]
+    assert result.split("* macro_f1")[0] in log  # same total, correct and accuracy
+    assert not (tmp_path / "train" / "prompt_learner").exists()  # nothing to save
+    with pytest.raises(SystemExit, match="Refusing to overwrite the finished run"):
+        train.cli(run_args("ZeroshotCLIP", data_root, tiny_clip_path, tmp_path / "train", "new"))
+
+
+def test_zero_shot_forward_backward_reports_the_loss_and_steps_nothing(data_root, tiny_clip_path, tmp_path):
+    trainer = build("ZeroshotCLIP", data_root, tiny_clip_path, tmp_path)
+    before = {k: v.clone() for k, v in trainer.model.state_dict().items()}
+    batch = next(iter(trainer.train_loader_x))
+    summary = trainer.forward_backward({"img": batch["img"], "label": batch["label"]})
+    logits = trainer.model(batch["img"])
+    assert summary["loss"] == pytest.approx(torch.nn.functional.cross_entropy(logits, batch["label"]).item(), abs=1e-6)
+    assert all(torch.equal(v, trainer.model.state_dict()[k]) for k, v in before.items())
+
+
 def build(name, data_root, clip_path, output_dir, *opts):
     args = train.build_parser().parse_args(run_args(name, data_root, clip_path, output_dir, "base", *opts))
     train.register_components()
     cfg = train.setup_cfg(args)
     set_random_seed(cfg.SEED)
     return build_trainer(cfg)
-
-
-@pytest.fixture()
-def count_text_encoder(monkeypatch):
-    """Counts TextEncoder.forward calls (every text-tower pass goes through it)."""
-    calls = []
-    original = TextEncoder.forward
-
-    def counting(self, prompts, tokenized, deep_prompts=None):
-        calls.append(prompts.shape[0])
-        return original(self, prompts, tokenized, deep_prompts)
-
-    monkeypatch.setattr(TextEncoder, "forward", counting)
-    return calls
 
 
 @pytest.fixture()

@@ -36,6 +36,12 @@ class Precision:
     autocast_dtype: Optional[torch.dtype]  # None: no autocast
 
     @property
+    def compute_dtype(self) -> torch.dtype:
+        """The dtype the forward pass computes in (the autocast dtype, else the weights'):
+        what identifies the precision of cached encoder outputs."""
+        return self.autocast_dtype or self.weight_dtype
+
+    @property
     def uses_grad_scaler(self) -> bool:
         return self.autocast_dtype is torch.float16
 

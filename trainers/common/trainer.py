@@ -15,13 +15,15 @@ under autocast (``compute_loss`` is the per-method hook: default cross-entropy o
 ``model(image)``; it may return named losses, which are summed and logged one by one),
 and leaves backward, the grad scaler, the ``after_backward`` hook, the optimizer step
 and the learning-rate schedule to the engine; computes the class text features once per
-evaluation (``before_test``) instead of once per test batch; and loads checkpoints
+evaluation (``before_test``) instead of once per test batch; lets a method with nothing
+to train (``trainable_modules()`` empty) skip the epochs and only evaluate; and loads checkpoints
 without the class-name-dependent buffers (``ignored_checkpoint_keys``; any other missing
 or unexpected key is an error), after ``translate_checkpoint`` has mapped the key names
 of another code base (upstream model zoos) onto this one's.
 """
 from __future__ import annotations
 
+import time
 from typing import Any, ClassVar, Dict, Mapping, Optional, Sequence, Tuple, Type, Union
 
 import torch
@@ -190,6 +192,22 @@ class PromptTrainer(TrainerX):
             return class_text_features(text_encoder, classnames, templates)
 
     # -- training -------------------------------------------------------------
+    @property
+    def trains_nothing(self) -> bool:
+        """Whether no module is trainable (zero-shot and description classifiers)."""
+        return not self.get_model_names()
+
+    def train(self) -> None:
+        """The engine's training loop; a method with nothing to train runs no epoch and
+        goes straight to the end of training (``Finish training``, then the test), so
+        ``train.py`` without ``--eval-only`` evaluates it as ``--eval-only`` would."""
+        if not self.trains_nothing:
+            super().train()
+            return
+        print(f"{type(self).__name__} has no trainable parameters: no epoch to run, the model is evaluated as it is")
+        self.time_start = time.time()  # read by after_train, which before_train would have set
+        self.after_train()
+
     def parse_batch_train(self, batch) -> Tuple[torch.Tensor, torch.Tensor]:
         return batch["img"].to(self.device), batch["label"].to(self.device)
 
@@ -203,7 +221,8 @@ class PromptTrainer(TrainerX):
         image, label = self.parse_batch_train(batch)
         with self.precision.autocast():
             loss, summary = split_loss_output(self.compute_loss(image, label))
-        self.model_backward_and_update(loss)
+        if not self.trains_nothing:  # a classifier without trainable parameters has no step to take
+            self.model_backward_and_update(loss)
         return summary
 
     # -- evaluation -----------------------------------------------------------

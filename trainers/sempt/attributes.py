@@ -73,6 +73,7 @@ DATASET_FILES = {
     "Synthetic": "synthetic",
 }
 
+# The config key error messages name by default (each trainer passes its own ``config_key``).
 _CONFIG_KEY = "TRAINER.SEMPT.ATTRIBUTE_FILE"
 
 
@@ -294,7 +295,7 @@ def _content_problems(entry: ClassEntry, attribute_names: Sequence[str], label: 
 
 
 def match_classes(attr_file: AttributeFile, classnames: Sequence[str],
-                  wnids: Optional[Sequence[str]] = None) -> list[ClassEntry]:
+                  wnids: Optional[Sequence[str]] = None, *, config_key: str = _CONFIG_KEY) -> list[ClassEntry]:
     """The file's entry for each dataset class, in the dataset's label order.
 
     Names are compared after :func:`normalize_classname`; where a name repeats, the k-th
@@ -302,7 +303,7 @@ def match_classes(attr_file: AttributeFile, classnames: Sequence[str],
     class, e.g. ImageNet-A/-R) entries are found by their ``"id"`` instead.
 
     Raises one :class:`AttributeDataError` listing every unmatched class, missing attribute
-    and empty description.
+    and empty description; it names ``config_key``, the setting that points to another file.
     """
     entries, missing = _assign(attr_file, classnames, wnids)
     problems = [f"no entry for class {m}" for m in missing]
@@ -315,14 +316,15 @@ def match_classes(attr_file: AttributeFile, classnames: Sequence[str],
             f"{source} does not cover this dataset's {len(classnames)} classes "
             f"({len(problems)} problem(s)):\n  - " + "\n  - ".join(problems)
             + f"\nAdd the missing entries (python -m tools.generate_attributes --extend FILE ...) "
-            f"or point {_CONFIG_KEY} to a file that has them.")
+            f"or point {config_key} to a file that has them.")
     return entries  # type: ignore[return-value]  # no None left once problems is empty
 
 
 def find_attribute_file(dataset_name: str, explicit_path: str = "",
-                        root: str | Path | None = None) -> Path:
+                        root: str | Path | None = None, *, config_key: str = _CONFIG_KEY) -> Path:
     """The attribute file for a dataset: ``explicit_path`` if given, else
     ``<root>/<config name>.json`` for the dataset's ``DATASET.NAME`` (root: ``attribute_data/``).
+    Errors name ``config_key``, the setting that holds ``explicit_path``.
     """
     if explicit_path:
         path = Path(explicit_path).expanduser()
@@ -331,7 +333,7 @@ def find_attribute_file(dataset_name: str, explicit_path: str = "",
             if candidate.is_file():
                 return candidate
         raise AttributeDataError(
-            f"{_CONFIG_KEY} = {explicit_path!r}: no such file; set it to an existing attribute "
+            f"{config_key} = {explicit_path!r}: no such file; set it to an existing attribute "
             f"JSON file, or leave it empty to use attribute_data/<dataset>.json")
     root = Path(root) if root is not None else ATTRIBUTE_DATA_ROOT
     lookup = {k.lower(): v for k, v in DATASET_FILES.items()}
@@ -340,13 +342,13 @@ def find_attribute_file(dataset_name: str, explicit_path: str = "",
     if stem is None:
         raise AttributeDataError(
             f"no attribute file is known for DATASET.NAME {dataset_name!r} (known: "
-            f"{', '.join(DATASET_FILES)}); set {_CONFIG_KEY} to the dataset's attribute file")
+            f"{', '.join(DATASET_FILES)}); set {config_key} to the dataset's attribute file")
     path = root / f"{stem}.json"
     if not path.is_file():
         raise AttributeDataError(
             f"attribute file {path} for dataset {dataset_name} does not exist; generate it "
             f"(python -m tools.generate_attributes --dataset {stem} --model M) or set "
-            f"{_CONFIG_KEY} to an existing file")
+            f"{config_key} to an existing file")
     return path
 
 

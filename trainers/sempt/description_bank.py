@@ -17,8 +17,8 @@ from typing import Dict, List, Sequence, Tuple
 import torch
 import torch.nn.functional as F
 
+from ..common.clip_loader import resolve_clip_checkpoint
 from ..common.openai_clip import clip
-
 from ..common.text_encoder import TextEncoder, tokenize
 
 CACHE_ENV = "SEMPT_CACHE_DIR"
@@ -63,6 +63,13 @@ class SentenceEmbeddingCache:
             except Exception as err:  # a damaged cache is rebuilt, never trusted
                 print(f"Ignoring unreadable description cache {self.path} ({err})")
 
+    @classmethod
+    def for_backbone(cls, backbone: str, dtype: torch.dtype, directory: str | Path = "") -> "SentenceEmbeddingCache":
+        """The cache of the text encoder of ``MODEL.BACKBONE.NAME`` ``backbone`` run at ``dtype``,
+        in ``directory`` (empty: :func:`default_cache_dir`)."""
+        key = backbone_key(backbone, resolve_clip_checkpoint(backbone, download=False), dtype)
+        return cls(Path(directory) if directory else default_cache_dir(), key)
+
     def lookup(self, texts: Sequence[str]) -> Tuple[List[int], List[str]]:
         """Indices and texts of the sentences not cached yet."""
         missing = [(i, t) for i, t in enumerate(texts) if _sentence_key(t) not in self.entries]
@@ -105,15 +112,21 @@ def flatten_descriptions(sentences: Sequence[Sequence[Sequence[str]]]) -> Tuple[
 
 
 def pool_descriptions(
-    sentence_features: torch.Tensor, groups: torch.Tensor, n_cls: int, n_attr: int
+    sentence_features: torch.Tensor, groups: torch.Tensor, n_cls: int, n_attr: int, renormalize: bool = True
 ) -> torch.Tensor:
-    """``e_ck = normalize(mean_j normalize(feature_ckj))`` -> ``(n_cls, n_attr, dim)``."""
+    """``e_ck = normalize(mean_j normalize(feature_ckj))`` -> ``(n_cls, n_attr, dim)``.
+
+    ``renormalize=False`` keeps the mean of the unit sentence embeddings as it is (shorter
+    the more the sentences disagree): a dot product with it is the mean of the sentences'
+    cosine similarities, DCLIP's class score.
+    """
     feats = F.normalize(sentence_features.float(), dim=-1)
     groups = groups.to(feats.device)
     summed = torch.zeros(n_cls * n_attr, feats.shape[-1], device=feats.device, dtype=feats.dtype)
     summed = summed.index_add(0, groups, feats)
     counts = torch.bincount(groups, minlength=n_cls * n_attr).clamp_min(1).unsqueeze(-1)
-    return F.normalize(summed / counts, dim=-1).view(n_cls, n_attr, -1)
+    mean = summed / counts
+    return (F.normalize(mean, dim=-1) if renormalize else mean).view(n_cls, n_attr, -1)
 
 
 @torch.no_grad()
@@ -121,8 +134,11 @@ def encode_descriptions(
     text_encoder: TextEncoder,
     sentences: Sequence[Sequence[Sequence[str]]],
     cache: SentenceEmbeddingCache | None = None,
+    renormalize: bool = True,
 ) -> torch.Tensor:
-    """Frozen description embeddings ``(n_cls, n_attr, dim)``, fp32, normalised.
+    """Frozen description embeddings ``(n_cls, n_attr, dim)``, fp32, normalised
+    (``renormalize=False``: the plain mean of the unit sentence embeddings, see
+    :func:`pool_descriptions`).
 
     Sentences already in ``cache`` are not encoded again; new ones are added and
     the cache is saved.
@@ -140,7 +156,7 @@ def encode_descriptions(
         else:
             print(f"All {len(texts)} description sentences found in the cache {cache.path}")
         features = cache.get(texts)
-    return pool_descriptions(features, groups, len(sentences), len(sentences[0]))
+    return pool_descriptions(features, groups, len(sentences), len(sentences[0]), renormalize)
 
 
 __all__ = [

@@ -23,7 +23,6 @@ from torch import nn
 from dassl.engine import TRAINER_REGISTRY
 from dassl.metrics import compute_accuracy
 
-from ..common.clip_loader import resolve_clip_checkpoint
 from ..common.model import PromptCLIP
 from ..common.prompt_learner import PromptLearner
 from ..common.templates import CUSTOM_TEMPLATES_KG, template_for
@@ -33,8 +32,6 @@ from ..config import prompt_config_node, register_config
 from .attributes import find_attribute_file, load_attribute_file, match_classes, normalize_classname
 from .description_bank import (
     SentenceEmbeddingCache,
-    backbone_key,
-    default_cache_dir,
     encode_descriptions,
     flatten_descriptions,
     pool_descriptions,
@@ -176,16 +173,10 @@ class SemPT(PromptTrainer):
         text_encoder = TextEncoder(clip_model)
         desc_embeddings, description_prompts = None, None
         if node.DESC_ENCODER == "frozen":
-            cache_dir = node.DESC_CACHE_DIR or default_cache_dir()
-            key = backbone_key(
-                cfg.MODEL.BACKBONE.NAME, resolve_clip_checkpoint(cfg.MODEL.BACKBONE.NAME, download=False),
-                clip_model.dtype,
-            )
+            cache = SentenceEmbeddingCache.for_backbone(cfg.MODEL.BACKBONE.NAME, self.precision.compute_dtype, node.DESC_CACHE_DIR)
             text_encoder.to(self.device)
             with self.precision.autocast():
-                desc_embeddings = encode_descriptions(
-                    text_encoder, sentences, SentenceEmbeddingCache(cache_dir, key)
-                ).to(clip_model.dtype)
+                desc_embeddings = encode_descriptions(text_encoder, sentences, cache).to(clip_model.dtype)
         else:
             description_prompts = DescriptionPrompts(texts, clip_model, prompt_learner, node.PROMPTED_CHUNK)
             print(f"Descriptions are prompted with the learnable context ({len(texts)} sequences per step)")
