@@ -113,6 +113,15 @@ def test_cross_dataset_scripts_run_on_the_synthetic_world(tmp_path, env):
     assert "=> result" in log.read_text()
 
 
+def printing_python(tmp_path: Path) -> str:
+    """A PYTHON for the scripts that prints the train.py command instead of running it
+    (and runs the scripts' ``python -c`` config reads)."""
+    path = tmp_path / "printing_python"
+    path.write_text(f'#!/bin/bash\nif [[ "$1" == -c ]]; then exec {sys.executable} "$@"; fi\necho "$@"\n')
+    path.chmod(0o755)
+    return str(path)
+
+
 def fork_repo(tmp_path: Path, method_vars: str, configs, datasets) -> Path:
     """A fork's repository with our lib.sh and a method "Mine": its method.sh sets
     ``method_vars``; it has the (empty) ``configs`` and dataset configs ``datasets``."""
@@ -147,13 +156,9 @@ def test_dataset_cfgs_give_datasets_their_own_config(tmp_path, env):
     """DATASET_CFGS (e.g. TCP's 25-epoch SUN397/ImageNet config) wins over the defaults, CFG over it."""
     repo = fork_repo(tmp_path, 'DEFAULT_CFG=long\nDEFAULT_CFG_IMAGENET=inet\nDATASET_CFGS="xsun397=wrong sun397=short"',
                      ["long", "inet", "short", "wrong"], ["sun397", "imagenet", "caltech101"])
-    echo = tmp_path / "echo_python"  # prints the train.py command instead of running it
-    echo.write_text('#!/bin/bash\necho "$@"\n')
-    echo.chmod(0o755)
-
     def config_of(dataset, **extra):
         result = subprocess.run(["bash", str(repo / "scripts" / "mine" / "base2new_train.sh"), dataset, "1"],
-                                cwd=tmp_path, env=dict(env, PYTHON=str(echo), **extra),
+                                cwd=tmp_path, env=dict(env, PYTHON=printing_python(tmp_path), **extra),
                                 capture_output=True, text=True, timeout=60)
         assert result.returncode == 0, result.stderr
         return result.stdout.split("--config-file ")[1].split()[0]
@@ -163,3 +168,17 @@ def test_dataset_cfgs_give_datasets_their_own_config(tmp_path, env):
     assert config_of("caltech101") == "configs/trainers/Mine/long.yaml"
     assert config_of("sun397", CFG="long") == "configs/trainers/Mine/long.yaml"
 
+
+def test_tcp_trains_sun397_and_imagenet_for_25_epochs(tmp_path, env):
+    """Upstream TCP's train.py forces 25 epochs on SUN397 and ImageNet and its scripts load
+    epoch 25 there: here those datasets have a 25-epoch config, and the test loads its epoch."""
+    env = dict(env, PYTHON=printing_python(tmp_path))
+    for dataset, cfg, epochs in (("sun397", "vit_b16_ep25_ctxv1", 25), ("imagenet", "vit_b16_ep25_ctxv1", 25),
+                                 ("dtd", "vit_b16_ep100_ctxv1", 50)):
+        (tmp_path / "output" / "base2new" / "train_base" / dataset / "shots_16" / "TCP" / cfg / "seed1").mkdir(parents=True)
+        result = run("tcp/base2new_test.sh", dataset, "1", env=env, cwd=tmp_path)
+        assert result.returncode == 0, result.stderr
+        assert f"--config-file configs/trainers/TCP/{cfg}.yaml" in result.stdout
+        assert f"--load-epoch {epochs} " in result.stdout
+    xd = run("tcp/xd_train.sh", "1", env=env, cwd=tmp_path)
+    assert xd.returncode == 0 and "--config-file configs/trainers/TCP/vit_b16_ep25_ctxv1.yaml" in xd.stdout
