@@ -4,6 +4,8 @@
 #   CFG_DIR          folder under configs/trainers/ (default: $TRAINER)
 #   DEFAULT_CFG      config name used when CFG is not set
 #   DEFAULT_CFG_IMAGENET  (optional) config for ImageNet and the cross-dataset runs
+#   DATASET_CFGS     (optional) space-separated DATASET=CONFIG pairs: the config of those
+#                    datasets (e.g. upstream TCP trains SUN397 and ImageNet for 25 epochs)
 #   EVAL_ONLY=1      (optional) zero-shot methods: every run is --eval-only, no model dir
 #   METHOD_OPTS      (optional) array of extra KEY VALUE config pairs
 # then source this file and call one of run_base2new_train, run_base2new_test,
@@ -13,7 +15,8 @@
 # Environment read here:
 #   DATA    (required) folder holding the datasets
 #   CFG     config name (default: the method's synthetic config for the synthetic
-#           world, DEFAULT_CFG_IMAGENET for ImageNet, else DEFAULT_CFG)
+#           world, the dataset's entry in DATASET_CFGS, DEFAULT_CFG_IMAGENET for
+#           ImageNet, else DEFAULT_CFG)
 #   SOURCE  cross-dataset source (default: imagenet; synthetic when the target is synthetic)
 #   OUTPUT  output root (default: output)
 #   SHOTS   shots of the base-to-new and cross-dataset protocols (default: 16)
@@ -49,6 +52,16 @@ require_data() {
     [[ -d "$DATA" ]] || die "DATA=$DATA is not a directory"
 }
 
+dataset_cfg() {  # dataset_cfg DATASET -> its entry in DATASET_CFGS (empty if none)
+    local pair
+    for pair in ${DATASET_CFGS:-}; do
+        if [[ "${pair%%=*}" == "$1" ]]; then
+            echo "${pair#*=}"
+            return 0
+        fi
+    done
+}
+
 pick_cfg() {  # pick_cfg DATASET -> the config name for this dataset
     if [[ -n "${CFG:-}" ]]; then
         echo "$CFG"
@@ -57,6 +70,8 @@ pick_cfg() {  # pick_cfg DATASET -> the config name for this dataset
         [[ -f "configs/trainers/${CFG_DIR}/synthetic.yaml" ]] ||
             die "${TRAINER} has no synthetic config (configs/trainers/${CFG_DIR}/synthetic.yaml), so it cannot run on the synthetic world; write one (configs/trainers/CoOp/synthetic.yaml is an example) or set CFG"
         echo synthetic
+    elif [[ -n "$(dataset_cfg "$1")" ]]; then
+        dataset_cfg "$1"
     elif [[ "$1" == "imagenet" && -n "${DEFAULT_CFG_IMAGENET:-}" ]]; then
         echo "$DEFAULT_CFG_IMAGENET"
     else

@@ -101,6 +101,9 @@ _C.OPTIM.SGD_NESTEROV = False
 _C.OPTIM.RMSPROP_ALPHA = 0.99
 _C.OPTIM.ADAM_BETA1 = 0.9
 _C.OPTIM.ADAM_BETA2 = 0.999
+# Epsilon of the Adam family (adam, amsgrad, adamw, radam); torch's default. fp16 parameters
+# need a larger one (TCP's README patches Dassl to 1e-3: with 1e-8 the loss becomes NaN).
+_C.OPTIM.ADAM_EPS = 1e-8
 _C.OPTIM.STAGED_LR = False
 _C.OPTIM.NEW_LAYERS = ()
 _C.OPTIM.BASE_LR_MULT = 0.1

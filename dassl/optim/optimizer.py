@@ -49,6 +49,7 @@ def build_optimizer(model_or_params: ParamsLike, optim_cfg) -> torch.optim.Optim
     params = _param_groups(model_or_params, optim_cfg)
     lr, wd = optim_cfg.LR, optim_cfg.WEIGHT_DECAY
     betas = (optim_cfg.ADAM_BETA1, optim_cfg.ADAM_BETA2)
+    eps = optim_cfg.ADAM_EPS
     if name == "sgd":
         return torch.optim.SGD(
             params,
@@ -59,11 +60,11 @@ def build_optimizer(model_or_params: ParamsLike, optim_cfg) -> torch.optim.Optim
             nesterov=optim_cfg.SGD_NESTEROV,
         )
     if name in ("adam", "amsgrad"):
-        return torch.optim.Adam(params, lr=lr, weight_decay=wd, betas=betas, amsgrad=name == "amsgrad")
+        return torch.optim.Adam(params, lr=lr, weight_decay=wd, betas=betas, eps=eps, amsgrad=name == "amsgrad")
     if name == "adamw":
-        return torch.optim.AdamW(params, lr=lr, weight_decay=wd, betas=betas)
+        return torch.optim.AdamW(params, lr=lr, weight_decay=wd, betas=betas, eps=eps)
     if name == "rmsprop":
         return torch.optim.RMSprop(
             params, lr=lr, momentum=optim_cfg.MOMENTUM, weight_decay=wd, alpha=optim_cfg.RMSPROP_ALPHA
         )
-    return torch.optim.RAdam(params, lr=lr, weight_decay=wd, betas=betas)
+    return torch.optim.RAdam(params, lr=lr, weight_decay=wd, betas=betas, eps=eps)

@@ -85,3 +85,25 @@ def test_build_optimizer_variants_and_errors():
         build_optimizer(model, optim_cfg(NAME="lion"))
     with pytest.raises(ValueError, match="LR_SCHEDULER"):
         build_lr_scheduler(sgd, optim_cfg(LR_SCHEDULER="poly"))
+
+
+def test_adam_epsilon_is_configurable_and_defaults_to_torch():
+    model = torch.nn.Linear(3, 2)
+    for name in ("adam", "amsgrad", "adamw", "radam"):
+        assert build_optimizer(model, optim_cfg(NAME=name)).param_groups[0]["eps"] == 1e-8
+        assert build_optimizer(model, optim_cfg(NAME=name, ADAM_EPS=1e-3)).param_groups[0]["eps"] == 1e-3
+
+
+def test_adam_epsilon_keeps_fp16_parameters_finite():
+    """Why TCP sets OPTIM.ADAM_EPS 1e-3: in float16, 1e-8 rounds to 0, so a zero (or tiny)
+    gradient divides 0 by 0."""
+
+    def step(eps):
+        param = torch.nn.Parameter(torch.ones(3, dtype=torch.float16))
+        opt = build_optimizer([param], optim_cfg(NAME="adam", LR=0.1, ADAM_EPS=eps))
+        param.grad = torch.tensor([0.0, 1e-4, 1.0], dtype=torch.float16)
+        opt.step()
+        return param.detach()
+
+    assert not torch.isfinite(step(1e-8)).all()
+    assert torch.isfinite(step(1e-3)).all()

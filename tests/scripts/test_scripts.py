@@ -113,21 +113,72 @@ def test_cross_dataset_scripts_run_on_the_synthetic_world(tmp_path, env):
     assert "=> result" in log.read_text()
 
 
-def test_a_method_without_a_synthetic_config_says_so(tmp_path, env):
-    """A fork's method with real-data configs only: the scripts name the missing file and the fix."""
+def printing_python(tmp_path: Path) -> str:
+    """A PYTHON for the scripts that prints the train.py command instead of running it
+    (and runs the scripts' ``python -c`` config reads)."""
+    path = tmp_path / "printing_python"
+    path.write_text(f'#!/bin/bash\nif [[ "$1" == -c ]]; then exec {sys.executable} "$@"; fi\necho "$@"\n')
+    path.chmod(0o755)
+    return str(path)
+
+
+def fork_repo(tmp_path: Path, method_vars: str, configs, datasets) -> Path:
+    """A fork's repository with our lib.sh and a method "Mine": its method.sh sets
+    ``method_vars``; it has the (empty) ``configs`` and dataset configs ``datasets``."""
     repo = tmp_path / "repo"
     (repo / "scripts" / "mine").mkdir(parents=True)
     (repo / "configs" / "trainers" / "Mine").mkdir(parents=True)
     (repo / "configs" / "datasets").mkdir(parents=True)
     (repo / "scripts" / "lib.sh").write_text((REPO / "scripts" / "lib.sh").read_text())
     (repo / "scripts" / "mine" / "method.sh").write_text(
-        'TRAINER=Mine\nDEFAULT_CFG=vit_b16\nsource "$(dirname "${BASH_SOURCE[0]}")/../lib.sh"\n')
+        f'TRAINER=Mine\n{method_vars}\nsource "$(dirname "${{BASH_SOURCE[0]}}")/../lib.sh"\n')
     (repo / "scripts" / "mine" / "base2new_train.sh").write_text(
         'source "$(dirname "$0")/method.sh"\nrun_base2new_train "$@"\n')
-    (repo / "configs" / "trainers" / "Mine" / "vit_b16.yaml").write_text("{}\n")
+    for cfg in configs:
+        (repo / "configs" / "trainers" / "Mine" / f"{cfg}.yaml").write_text("{}\n")
+    for dataset in datasets:
+        (repo / "configs" / "datasets" / f"{dataset}.yaml").write_text("{}\n")
+    return repo
+
+
+def test_a_method_without_a_synthetic_config_says_so(tmp_path, env):
+    """A fork's method with real-data configs only: the scripts name the missing file and the fix."""
+    repo = fork_repo(tmp_path, "DEFAULT_CFG=vit_b16", ["vit_b16"], [])
     (repo / "configs" / "datasets" / "synthetic.yaml").write_text("DATASET:\n  NAME: Synthetic\n")
     result = subprocess.run(["bash", str(repo / "scripts" / "mine" / "base2new_train.sh"), "synthetic", "1"],
                             cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
     assert result.returncode != 0
     assert "Mine has no synthetic config (configs/trainers/Mine/synthetic.yaml)" in result.stderr
     assert "or set CFG" in result.stderr
+
+
+def test_dataset_cfgs_give_datasets_their_own_config(tmp_path, env):
+    """DATASET_CFGS (e.g. TCP's 25-epoch SUN397/ImageNet config) wins over the defaults, CFG over it."""
+    repo = fork_repo(tmp_path, 'DEFAULT_CFG=long\nDEFAULT_CFG_IMAGENET=inet\nDATASET_CFGS="xsun397=wrong sun397=short"',
+                     ["long", "inet", "short", "wrong"], ["sun397", "imagenet", "caltech101"])
+    def config_of(dataset, **extra):
+        result = subprocess.run(["bash", str(repo / "scripts" / "mine" / "base2new_train.sh"), dataset, "1"],
+                                cwd=tmp_path, env=dict(env, PYTHON=printing_python(tmp_path), **extra),
+                                capture_output=True, text=True, timeout=60)
+        assert result.returncode == 0, result.stderr
+        return result.stdout.split("--config-file ")[1].split()[0]
+
+    assert config_of("sun397") == "configs/trainers/Mine/short.yaml"
+    assert config_of("imagenet") == "configs/trainers/Mine/inet.yaml"
+    assert config_of("caltech101") == "configs/trainers/Mine/long.yaml"
+    assert config_of("sun397", CFG="long") == "configs/trainers/Mine/long.yaml"
+
+
+def test_tcp_trains_sun397_and_imagenet_for_25_epochs(tmp_path, env):
+    """Upstream TCP's train.py forces 25 epochs on SUN397 and ImageNet and its scripts load
+    epoch 25 there: here those datasets have a 25-epoch config, and the test loads its epoch."""
+    env = dict(env, PYTHON=printing_python(tmp_path))
+    for dataset, cfg, epochs in (("sun397", "vit_b16_ep25_ctxv1", 25), ("imagenet", "vit_b16_ep25_ctxv1", 25),
+                                 ("dtd", "vit_b16_ep100_ctxv1", 50)):
+        (tmp_path / "output" / "base2new" / "train_base" / dataset / "shots_16" / "TCP" / cfg / "seed1").mkdir(parents=True)
+        result = run("tcp/base2new_test.sh", dataset, "1", env=env, cwd=tmp_path)
+        assert result.returncode == 0, result.stderr
+        assert f"--config-file configs/trainers/TCP/{cfg}.yaml" in result.stdout
+        assert f"--load-epoch {epochs} " in result.stdout
+    xd = run("tcp/xd_train.sh", "1", env=env, cwd=tmp_path)
+    assert xd.returncode == 0 and "--config-file configs/trainers/TCP/vit_b16_ep25_ctxv1.yaml" in xd.stdout

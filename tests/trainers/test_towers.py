@@ -11,7 +11,7 @@ from tests.utils.tiny_clip import build_tiny_clip
 from trainers.common.image_encoder import ImageEncoder
 from trainers.common.openai_clip import clip
 from trainers.common.prompt_learner import PromptLearner, bpe_length
-from trainers.common.text_encoder import TextEncoder
+from trainers.common.text_encoder import BlendedPrompt, TextEncoder
 
 NAMES = ["dog", "hot air balloon", "tabby cat", "x"]
 
@@ -62,6 +62,46 @@ def test_callable_deep_prompt_sees_the_block_input(model):
 
     as_callable = TextEncoder(model)(learner(), learner.tokenized_prompts, [None, None, mix])
     assert torch.allclose(as_tensor, as_callable, atol=1e-6)
+
+
+def test_blended_deep_prompt_mixes_into_the_positions(model):
+    learner = PromptLearner(NAMES, model, n_ctx=4, ctx_init="a photo of a", verbose=False)
+    tokens = torch.randn(len(NAMES), 4, 64) * 0.1
+    x = torch.cat([learner(), model.token_embedding(padded_tokens(learner)[:, learner().shape[1]:])], dim=1)
+    x = (x + model.positional_embedding).permute(1, 0, 2)
+    for i, block in enumerate(model.transformer.resblocks):
+        if i == 2:  # TCP's rule, written on all 77 positions: w * tokens + (1 - w) * current
+            x = torch.cat([x[:1], 0.3 * tokens.permute(1, 0, 2) + 0.7 * x[1:5], x[5:]])
+        x = block(x)
+    x = model.ln_final(x.permute(1, 0, 2))
+    ref = x[torch.arange(x.shape[0]), padded_tokens(learner).argmax(-1)] @ model.text_projection
+
+    enc = TextEncoder(model)
+    ours = enc(learner(), learner.tokenized_prompts, [None, None, BlendedPrompt(tokens, 0.3)])
+    assert torch.allclose(ours, ref, atol=1e-5)
+    replaced = enc(learner(), learner.tokenized_prompts, [None, None, tokens])
+    assert not torch.allclose(ours, replaced, atol=1e-3)
+    # Weight 1 is the plain replacement.
+    assert torch.equal(enc(learner(), learner.tokenized_prompts, [None, None, BlendedPrompt(tokens, 1.0)]), replaced)
+
+
+@pytest.mark.parametrize("chunk_size", [1, 3])
+def test_blended_deep_prompts_are_split_with_their_sequences(model, chunk_size):
+    names = [f"class {i} " + "word " * (i % 5) for i in range(7)]
+    learner = PromptLearner(names, model, n_ctx=4, ctx_init="a photo of a", verbose=False)
+    rows = torch.nn.Parameter(torch.randn(len(names), 4, 64) * 0.1)
+    enc = TextEncoder(model)
+
+    def features_and_grad(**kw):
+        rows.grad = None
+        feats = enc.encode_prompts(learner(), learner.tokenized_prompts, [None, BlendedPrompt(rows, 0.6)], **kw)
+        feats[:, :3].sum().backward()
+        return feats.detach(), rows.grad.clone()
+
+    plain, plain_grad = features_and_grad()
+    chunked, chunked_grad = features_and_grad(chunk_size=chunk_size, checkpointing=True)
+    assert torch.allclose(chunked, plain, atol=1e-5)
+    assert (chunked_grad - plain_grad).norm() <= 1e-5 * plain_grad.norm()
 
 
 def test_too_many_deep_prompts_is_an_error(model):

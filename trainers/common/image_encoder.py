@@ -23,7 +23,7 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from .openai_clip import clip
-from .text_encoder import DeepPrompts, check_deep_prompts, insert_deep_prompt
+from .text_encoder import DeepPrompts, check_deep_prompts, insert_deep_prompt, prompt_length
 
 
 class ImageEncoder(nn.Module):
@@ -83,8 +83,7 @@ class ImageEncoder(nn.Module):
         for i, block in enumerate(v.transformer.resblocks):
             prompt = deep_prompts[i] if deep_prompts is not None and i < len(deep_prompts) else None
             if prompt is not None:
-                n = prompt.shape[-2] if isinstance(prompt, torch.Tensor) else 0
-                x = insert_deep_prompt(x, prompt, start=-n)
+                x = insert_deep_prompt(x, prompt, start=-prompt_length(prompt))
             if self.checkpointing and torch.is_grad_enabled():
                 x = checkpoint(block, x, use_reentrant=False)
             else:

@@ -13,7 +13,7 @@ stays exact.
 """
 from __future__ import annotations
 
-from typing import Callable, Optional, Sequence, Union
+from typing import Callable, NamedTuple, Optional, Sequence, Union
 
 import torch
 import torch.nn.functional as F
@@ -26,29 +26,52 @@ from .openai_clip import clip
 # activation memory (about chunk * length * width floats per layer).
 DEFAULT_CHUNK_SIZE = 1000
 
+
+class BlendedPrompt(NamedTuple):
+    """A deep prompt entry mixed into its positions instead of replacing them: they become
+    ``weight * tokens + (1 - weight) * current`` (TCP's class-aware tokens; ``weight`` 1
+    is a plain replacement). ``tokens`` is shaped as a tensor entry and split into chunks
+    with its sequences like one."""
+
+    tokens: torch.Tensor
+    weight: float
+
+
 #: What a deep prompt entry may be, for one block: ``None`` (leave the input as it is),
 #: a tensor ``(n, width)`` or ``(N, n, width)`` that replaces positions ``1 .. n`` (right
-#: after SOS), or a callable mapping the block's input ``(N, L, width)`` to a new one
-#: (for anything else, e.g. TCP's weighted mix of class tokens into the positions).
-DeepPrompt = Union[None, torch.Tensor, Callable[[torch.Tensor], torch.Tensor]]
+#: after SOS), a :class:`BlendedPrompt` that mixes such tokens into them, or a callable
+#: mapping the block's input ``(N, L, width)`` to a new one (for anything else).
+DeepPrompt = Union[None, torch.Tensor, BlendedPrompt, Callable[[torch.Tensor], torch.Tensor]]
 DeepPrompts = Sequence[DeepPrompt]
+
+
+def prompt_length(prompt: DeepPrompt) -> int:
+    """How many positions a tensor or blended entry covers (0 for ``None`` and callables)."""
+    if isinstance(prompt, BlendedPrompt):
+        prompt = prompt.tokens
+    return prompt.shape[-2] if isinstance(prompt, torch.Tensor) else 0
 
 
 def insert_deep_prompt(x: torch.Tensor, prompt: DeepPrompt, start: int) -> torch.Tensor:
     """Apply one deep prompt entry to ``x`` (``(L, N, width)``, the layout of CLIP's blocks).
 
-    A tensor entry replaces positions ``start .. start + n``; a negative ``start`` counts
-    from the end (the visual tower's prompts are its last tokens).
+    A tensor entry replaces positions ``start .. start + n`` (a blended one mixes into
+    them); a negative ``start`` counts from the end (the visual tower's prompts are its
+    last tokens).
     """
     if prompt is None:
         return x
     if callable(prompt) and not isinstance(prompt, torch.Tensor):
         return prompt(x.permute(1, 0, 2)).permute(1, 0, 2)
-    n = prompt.shape[-2]
-    tokens = prompt.to(x.dtype)
+    tokens, weight = (prompt.tokens, prompt.weight) if isinstance(prompt, BlendedPrompt) else (prompt, 1.0)
+    n = tokens.shape[-2]
+    tokens = tokens.to(x.dtype)
     tokens = tokens.expand(x.shape[1], -1, -1) if tokens.dim() == 2 else tokens
+    tokens = tokens.permute(1, 0, 2)
     begin = start if start >= 0 else x.shape[0] + start
-    return torch.cat([x[:begin], tokens.permute(1, 0, 2), x[begin + n:]], dim=0)
+    if weight != 1.0:
+        tokens = weight * tokens + (1.0 - weight) * x[begin:begin + n]
+    return torch.cat([x[:begin], tokens, x[begin + n:]], dim=0)
 
 
 def check_deep_prompts(deep_prompts: Optional[DeepPrompts], n_blocks: int, tower: str) -> None:
@@ -133,8 +156,8 @@ class TextEncoder(nn.Module):
         ``checkpointing`` each chunk's activations are recomputed in the backward pass
         instead of kept, so training memory is one chunk's, however many classes
         (ImageNet's 1000) or sentences there are; the result is the same. Per-sequence deep
-        prompts (``(N, n, width)``) are split with their sequences; callable entries need
-        ``chunk_size=None``.
+        prompts (``(N, n, width)``, plain or blended) are split with their sequences;
+        callable entries need ``chunk_size=None``.
         """
         n = tokenized.shape[0]
         if chunk_size is None or chunk_size >= n:
@@ -148,12 +171,12 @@ class TextEncoder(nn.Module):
             def select(t: torch.Tensor) -> torch.Tensor:
                 return t if rows is None else t.index_select(0, rows.to(t.device))
 
-            chunk_deep = None
-            if deep_prompts is not None:
-                chunk_deep = [
-                    select(p) if isinstance(p, torch.Tensor) and p.dim() == 3 and p.shape[0] == n else p
-                    for p in deep_prompts
-                ]
+            def select_entry(p: DeepPrompt) -> DeepPrompt:
+                if isinstance(p, BlendedPrompt):
+                    return BlendedPrompt(select_entry(p.tokens), p.weight)
+                return select(p) if isinstance(p, torch.Tensor) and p.dim() == 3 and p.shape[0] == n else p
+
+            chunk_deep = None if deep_prompts is None else [select_entry(p) for p in deep_prompts]
 
             def run() -> torch.Tensor:
                 chunk = prompts(rows if rows is not None else torch.arange(n)) if callable(prompts) else select(prompts)
@@ -243,6 +266,7 @@ def class_text_features(
 
 
 __all__ = [
+    "BlendedPrompt",
     "DEFAULT_CHUNK_SIZE",
     "DeepPrompt",
     "DeepPrompts",
@@ -251,5 +275,6 @@ __all__ = [
     "class_text_features",
     "encode_length_sorted",
     "insert_deep_prompt",
+    "prompt_length",
     "tokenize",
 ]
