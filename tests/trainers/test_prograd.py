@@ -22,6 +22,8 @@ from dassl.engine import build_trainer
 from dassl.utils import set_random_seed
 from tests.utils.fabricate import make_eurosat_tree, make_oxford_pets_tree
 from trainers.common import model as model_module
+from trainers.common import trainer as trainer_module
+from trainers.common.precision import Precision
 from trainers.common.openai_clip import clip
 from trainers.prograd import (
     PROGRAD_TEMPLATES,
@@ -289,6 +291,37 @@ def test_distillation_gradient_is_unscaled_under_a_grad_scaler(data_root, tiny_c
     assert torch.allclose(seen["scaled"][ctx_scaled], seen["plain"][ctx_plain], atol=1e-7, rtol=1e-5)
     assert torch.allclose(ctx_scaled.grad, ctx_plain.grad, atol=1e-7, rtol=1e-5)
     assert torch.allclose(ctx_scaled, ctx_plain, atol=1e-7)  # the same step was taken
+
+
+EMULATED = {  # the GPU precisions, emulated on the CPU: (weights, autocast dtype, bound on the gradient's error)
+    "fp16": (torch.float16, None, 0.02),
+    "amp": (torch.float32, torch.float16, 0.02),
+    "bf16": (torch.float32, torch.bfloat16, 0.15),
+}
+
+
+@pytest.mark.parametrize("mode", list(EMULATED))
+def test_every_precision_takes_the_step(mode, data_root, tiny_clip_path, tmp_path, monkeypatch):
+    """No GPU here: the CPU runs each PREC's dtypes (fp16 weights, or fp32 weights under
+    autocast with amp's grad scaler) and the projected gradient stays close to fp32's."""
+    reference = build(data_root, tiny_clip_path, tmp_path / "fp32")
+    weights, autocast, bound = EMULATED[mode]
+    monkeypatch.setattr(trainer_module, "resolve_precision",
+                        lambda prec, device: Precision(mode, mode, "cpu", weights, autocast))
+    trainer = build(data_root, tiny_clip_path, tmp_path / mode)
+    if mode == "amp":  # the default scale (2**16) overflows fp16 on the first steps, which are skipped
+        assert trainer.scaler is not None
+        trainer.scaler = torch.amp.GradScaler("cpu", init_scale=2.0 ** 4)
+    ctx = trainer.model.prompt_learner.ctx
+    assert ctx.dtype == weights
+    images, labels = random_batch(trainer, 0)
+    expected_summary = reference.forward_backward({"img": images, "label": labels})
+    summary = trainer.forward_backward({"img": images, "label": labels})
+    expected = reference.model.prompt_learner.ctx.grad
+    assert ctx.grad.dtype == weights and torch.isfinite(ctx.grad).all() and torch.isfinite(ctx).all()
+    assert (ctx.grad.float() - expected).norm() / expected.norm() < bound
+    assert summary["loss"] == pytest.approx(expected_summary["loss"], rel=0.02)
+    assert summary["loss_kd"] == pytest.approx(expected_summary["loss_kd"], rel=0.02)
 
 
 def test_an_overflowing_scaled_step_is_skipped_and_nothing_turns_nan(data_root, tiny_clip_path, tmp_path):
