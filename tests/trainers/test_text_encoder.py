@@ -124,3 +124,28 @@ def test_class_text_features_ensemble(tiny_clip):
     reference = F.normalize(torch.stack(per_template).mean(0), dim=-1)
     assert (features - reference).abs().max() < 1e-5
     assert not features.requires_grad
+
+
+def test_class_text_features_mean_of_raw_template_features(tiny_clip):
+    """``normalize_templates=False``: the raw per-template features are averaged, then normalised
+    (PromptSRC's teacher), which differs from CLIP's ensemble of normalised features."""
+    encoder = TextEncoder(tiny_clip)
+    templates = ["a photo of a {}.", "art of the {}.", "a very small and blurry {} in the dark."]
+    names = ["sea lion", "dog", "x"]
+    with torch.no_grad():
+        raw = torch.stack([tiny_clip.encode_text(clip.tokenize([t.format(n) for n in names])) for t in templates])
+    features = class_text_features(encoder, ["sea_lion", "dog", "x"], templates, normalize_templates=False)
+    mean = raw.mean(0)
+    assert (features - mean / mean.norm(dim=-1, keepdim=True)).abs().max() < 1e-5
+    ensemble = class_text_features(encoder, names, templates)
+    assert (features - ensemble).abs().max() > 1e-4  # the two averages are not the same teacher
+    single = class_text_features(encoder, names, templates[:1], normalize_templates=False)
+    assert (single - F.normalize(raw[0], dim=-1)).abs().max() < 1e-5
+
+
+def test_imagenet_templates_are_promptsrc_s_sixty():
+    from trainers.common.templates import IMAGENET_TEMPLATES
+
+    assert len(IMAGENET_TEMPLATES) == len(set(IMAGENET_TEMPLATES)) == 60
+    assert all(t.count("{}") == 1 for t in IMAGENET_TEMPLATES)
+    assert IMAGENET_TEMPLATES[0] == "a photo of a {}." and IMAGENET_TEMPLATES[-1] == "itap of the {}."

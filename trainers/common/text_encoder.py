@@ -247,20 +247,26 @@ def class_text_features(
     classnames: Sequence[str],
     templates: Sequence[str],
     chunk_size: int = DEFAULT_CHUNK_SIZE,
+    normalize_templates: bool = True,
 ) -> torch.Tensor:
     """Frozen, L2-normalised class features from hand-crafted templates, ``(n_cls, dim)``.
 
     Each template is filled with the class name (``_`` -> space); with several
-    templates the normalised features are averaged and renormalised (the CLIP
-    prompt ensemble). No gradient.
+    templates the features are averaged and renormalised (the CLIP prompt ensemble).
+    ``normalize_templates``: each template's features are normalised before the mean (as
+    CLIP's ensemble); ``False`` averages the raw features (PromptSRC's frozen teacher,
+    muzairkhattak/PromptSRC ``trainers/promptsrc.py``), which weights long feature
+    vectors more. No gradient.
     """
     if not templates:
         raise ValueError("class_text_features needs at least one template")
     names = [name.replace("_", " ") for name in classnames]
     texts = [template.format(name) for template in templates for name in names]
-    features = F.normalize(text_encoder.encode_text(texts, chunk_size=chunk_size), dim=-1)
+    features = text_encoder.encode_text(texts, chunk_size=chunk_size)
+    if normalize_templates:
+        features = F.normalize(features, dim=-1)
     features = features.view(len(templates), len(names), -1)
-    if len(templates) == 1:
+    if len(templates) == 1 and normalize_templates:
         return features[0]
     return F.normalize(features.mean(dim=0), dim=-1)
 
