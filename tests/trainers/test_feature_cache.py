@@ -20,6 +20,8 @@ import pytest
 import torch
 
 import train
+from dassl.engine import build_trainer
+from dassl.utils import set_random_seed
 from tests.utils.tiny_clip import build_tiny_clip
 from tools import cache as cache_tool
 from trainers.common.feature_cache import (
@@ -226,10 +228,9 @@ def _private_caches_and_no_env_report(tmp_path, monkeypatch):
     monkeypatch.setattr(train, "collect_env_info", lambda: "(not collected in this test)")
 
 
-def run(method: Method, data: str, out: Path, cache: Path, *opts: str, subsample="base", seed=1, eval_from=None):
-    """One in-process train.py run on the synthetic world (2 shots, 2 epochs; evaluated on
-    the few-shot val split, 2 images per class, which goes through the cache as the test
-    split does); returns its log."""
+def run_args(method: Method, data: str, out: Path, cache: Path, *opts: str, subsample="base", seed=1, eval_from=None):
+    """train.py arguments for the synthetic world (2 shots, 2 epochs; evaluated on the
+    few-shot val split, 2 images per class, which goes through the cache as the test split does)."""
     args = [
         "--root", data, "--seed", str(seed), "--trainer", method.trainer, "--output-dir", str(out),
         "--dataset-config-file", str(REPO / "configs/datasets/synthetic.yaml"),
@@ -243,7 +244,12 @@ def run(method: Method, data: str, out: Path, cache: Path, *opts: str, subsample
         "DATASET.NUM_SHOTS", "2", "DATASET.SUBSAMPLE_CLASSES", subsample, "OPTIM.MAX_EPOCH", "2", "TEST.SPLIT", "val",
         "DATASET.CACHE_DIR", str(out) + "_splits", "FEATURE_CACHE.DIR", str(cache), *opts,
     ]
-    train.cli(args)
+    return args
+
+
+def run(method: Method, data: str, out: Path, cache: Path, *opts: str, **kwargs) -> str:
+    """One in-process train.py run (``run_args``); returns its log."""
+    train.cli(run_args(method, data, out, cache, *opts, **kwargs))
     return (out / "log.txt").read_text()
 
 
@@ -327,6 +333,41 @@ def test_results_do_not_depend_on_the_number_of_workers(synthetic_data_root, tmp
         run(coop, synthetic_data_root, tmp_path / f"w{workers}", tmp_path / f"features{workers}",
             "DATALOADER.NUM_WORKERS", str(workers))
     assert_same_checkpoints(tmp_path / "w0", tmp_path / "w2")
+
+
+def test_an_interrupted_run_resumes_exactly(synthetic_data_root, tmp_path):
+    coop = method_named("CoOp")
+    run(coop, synthetic_data_root, tmp_path / "full", tmp_path / "features_full")
+    cache, part_dir = tmp_path / "features", tmp_path / "part"
+    args = run_args(coop, synthetic_data_root, part_dir, cache)
+    cfg = train.setup_cfg(train.build_parser().parse_args(args))
+    set_random_seed(cfg.SEED)
+    part = build_trainer(cfg)
+    part.before_train()
+    part.epoch = 0
+    part.run_epoch()
+    part.after_epoch()  # saved epoch 1 of 2, then "killed"
+    torch.manual_seed(999)  # the relaunched process draws other numbers first
+    resumed = run(coop, synthetic_data_root, part_dir, cache)
+    assert "Previous epoch: 1" in resumed
+    assert_same_checkpoints(tmp_path / "full", part_dir)
+
+
+def test_a_cache_that_cannot_be_written_is_read_and_the_run_goes_on(synthetic_data_root, tmp_path, monkeypatch):
+    coop, cache = method_named("CoOp"), tmp_path / "features"
+    filled = run(coop, synthetic_data_root, tmp_path / "fill", cache)
+
+    def full_disk(path, data):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(FeatureStore, "_write_file", staticmethod(full_disk))
+    warm = run(coop, synthetic_data_root, tmp_path / "warm", cache)
+    assert re.search(r"training \d+ hits, 0 misses; evaluation 40 hits, 0 misses", cache_line(warm))
+    cold = run(coop, synthetic_data_root, tmp_path / "cold", tmp_path / "other")
+    assert "cannot write to" in cold and "adds nothing to it" in cold
+    assert accuracy(cold) == accuracy(warm) == accuracy(filled)
+    assert not list((tmp_path / "other").rglob("*.feat"))
+    assert_same_checkpoints(tmp_path / "fill", tmp_path / "cold")
 
 
 def test_unseeded_runs_keep_training_features_in_memory(synthetic_data_root, tmp_path):

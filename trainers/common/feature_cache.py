@@ -201,6 +201,7 @@ class FeatureStore:
         self.root = Path(root).expanduser()
         self.base = self.root / LAYOUT_VERSION
         self.max_bytes = max_bytes
+        self.writable = True  # False after a write failed (read-only folder, full disk): reads go on
 
     def group_dir(self, compute_id: str, group: str) -> Path:
         return self.base / _path_component(compute_id) / Path(*(_path_component(p) for p in group.split("/")))
@@ -222,26 +223,41 @@ class FeatureStore:
             return
         for path in sorted(directory.glob(f"*{SHARD_SUFFIX}")):
             try:
-                data = path.read_bytes()
-                keys, features = decode_shard(data)
-                os.utime(path)  # last use, for the LRU eviction
+                keys, features = decode_shard(path.read_bytes())
             except FileNotFoundError:
                 continue
             except CorruptShard as err:
                 print(f"Feature cache: deleting the corrupt shard {path} ({err}); its features will be recomputed")
                 self._remove(path)
                 continue
+            try:
+                os.utime(path)  # last use, for the LRU eviction
+            except OSError:
+                pass  # a read-only cache is still read
             yield path, keys, features
 
-    def write_shard(self, compute_id: str, group: str, keys: Sequence[str], features: torch.Tensor) -> Path:
-        """Write one shard under a name no other writer uses; return its path."""
+    def write_shard(self, compute_id: str, group: str, keys: Sequence[str], features: torch.Tensor) -> Optional[Path]:
+        """Write one shard under a name no other writer uses; return its path (None: not written)."""
         name = f"{time.time_ns()}-{os.getpid()}-{secrets.token_hex(4)}{SHARD_SUFFIX}"
         path = self.group_dir(compute_id, group) / name
-        self._write_atomic(path, encode_shard(keys, features))
-        return path
+        return path if self._write_atomic(path, encode_shard(keys, features)) else None
+
+    def _write_atomic(self, path: Path, data: bytes) -> bool:
+        """Temporary file, flushed, renamed; False (and writing stops, with one note) if the
+        folder cannot be written: a run never fails because of its cache."""
+        if not self.writable:
+            return False
+        try:
+            self._write_file(path, data)
+            return True
+        except OSError as err:
+            self.writable = False
+            print(f"Feature cache: cannot write to {self.root} ({err}); this run reads the cache but "
+                  "adds nothing to it (set FEATURE_CACHE.DIR to a writable folder)")
+            return False
 
     @staticmethod
-    def _write_atomic(path: Path, data: bytes) -> None:
+    def _write_file(path: Path, data: bytes) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.parent / f"{TEMP_PREFIX}{os.getpid()}-{secrets.token_hex(4)}"
         try:
@@ -258,8 +274,8 @@ class FeatureStore:
     def _remove(path: Path) -> None:
         try:
             path.unlink()
-        except FileNotFoundError:
-            pass
+        except OSError:
+            pass  # gone already (another run), or a read-only cache
 
     # -- size ------------------------------------------------------------------------------
     def shards(self) -> List[ShardInfo]:
@@ -289,7 +305,7 @@ class FeatureStore:
                 path = Path(dirpath) / name
                 try:
                     if name.startswith(TEMP_PREFIX) and now - path.stat().st_mtime > STALE_TEMP_SECONDS:
-                        path.unlink()
+                        self._remove(path)
                 except FileNotFoundError:
                     pass
 
@@ -508,7 +524,9 @@ class ImageFeatureServer:
     def _flush(self, group: str) -> None:
         keys, rows = self._pending.pop(group, ([], []))
         if keys:
-            self._in_use.add(self.store.write_shard(self.compute_id, group, keys, torch.stack(rows)))
+            path = self.store.write_shard(self.compute_id, group, keys, torch.stack(rows))
+            if path is not None:
+                self._in_use.add(path)
 
 
 def _kind(group: str) -> str:
