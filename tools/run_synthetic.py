@@ -31,11 +31,12 @@ class RunFailed(RuntimeError):
     pass
 
 
-def run_script(script: Path, seed: int, env: Dict[str, str], console: Path) -> None:
+def run_script(script: Path, seed: int, env: Dict[str, str], console: Path, extra: Sequence[str] = ()) -> None:
+    """``bash script synthetic SEED [KEY VALUE ...]``, its output in ``console``."""
     console.parent.mkdir(parents=True, exist_ok=True)
     with open(console, "w") as out:
         result = subprocess.run(
-            ["bash", str(script), "synthetic", str(seed)], cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT
+            ["bash", str(script), "synthetic", str(seed), *extra], cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT
         )
     if result.returncode != 0:
         tail = "".join(console.read_text(errors="replace").splitlines(keepends=True)[-25:])

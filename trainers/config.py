@@ -50,6 +50,20 @@ def model_memory_config(cfg) -> None:
     cfg.MODEL.ACT_CHECKPOINT = False
 
 
+@register_config
+def feature_cache_config(cfg) -> None:
+    # Exact, shared caches of frozen image features (docs/feature-cache.md): used by every
+    # method whose image encoder is frozen; changes no number (ENABLED False computes the
+    # same features without reading or writing the cache).
+    cfg.FEATURE_CACHE = CfgNode()
+    cfg.FEATURE_CACHE.ENABLED = True
+    cfg.FEATURE_CACHE.DIR = ""  # "" = $SEMPT_CACHE_DIR/features or ~/.cache/sempt/features
+    cfg.FEATURE_CACHE.MAX_SIZE_GB = 20.0  # least recently used features go beyond it; <= 0: no limit
+    # Images per image-encoder call: features depend on it in the last bits, so it is part
+    # of the cache key. Larger is faster on a GPU; the last chunk of a pass is padded.
+    cfg.FEATURE_CACHE.CHUNK = 32
+
+
 def extend_cfg(cfg) -> None:
     """Add every registered trainer node to ``cfg`` (in registration order)."""
     import trainers

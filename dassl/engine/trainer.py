@@ -19,17 +19,22 @@ Beyond upstream (docs/upstream-differences.md, "Checkpoints and resume"):
 - hooks ``before_test()``/``after_test()`` wrap the evaluation loop and
   ``checkpoint_extras()`` is merged into saved checkpoints; the extras of loaded
   checkpoints are returned by ``load_model`` and kept in ``self.loaded_extras``;
+- before each epoch the training datasets are told the epoch (``set_data_epoch``), since
+  each item's augmentation is seeded by (seed, epoch, index) (``dassl/data/data_manager.py``);
+  every pass over a loader (an epoch, an evaluation) runs inside the ``data_pass(loader)``
+  context, where a trainer can prepare what the pass reads (e.g. cached image features);
 - tensorboard is used only if it is installed.
 """
 from __future__ import annotations
 
+import contextlib
 import datetime
 import os
 import os.path as osp
 import re
 import time
 from collections import OrderedDict
-from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, ContextManager, Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
@@ -85,6 +90,22 @@ def _is_ignored(key: str, ignored: Sequence[str]) -> bool:
     return any(key == s or key.endswith("." + s) for s in ignored)
 
 
+class LoaderPass:
+    """One pass over ``loader`` inside ``context(loader)``: entered before the first batch,
+    left after the last; ``len`` is the loader's (for progress bars)."""
+
+    def __init__(self, loader, context: Callable[[Any], ContextManager]) -> None:
+        self.loader = loader
+        self.context = context
+
+    def __len__(self) -> int:
+        return len(self.loader)
+
+    def __iter__(self) -> Iterator[Any]:
+        with self.context(self.loader):
+            yield from self.loader
+
+
 class TrainerBase:
     """Model registry, checkpoints and the epoch loop."""
 
@@ -137,6 +158,8 @@ class TrainerBase:
         return {
             "rng": get_rng_state(),
             "sampler_generator": generator.get_state() if generator is not None else None,
+            # SEED, or the value an unseeded run drew: the resumed epochs augment as the lost ones would have.
+            "augment_seed": getattr(getattr(loader, "dataset", None), "augment_seed", None),
             "best_result": float(self.best_result),
         }
 
@@ -218,9 +241,12 @@ class TrainerBase:
             print("Note: the checkpoint holds no RNG state; the resumed run will not repeat the original")
         else:
             set_rng_state(train_state["rng"])
-            generator = getattr(getattr(self, "train_loader_x", None), "generator", None)
+            loader = getattr(self, "train_loader_x", None)
+            generator = getattr(loader, "generator", None)
             if generator is not None and train_state["sampler_generator"] is not None:
                 generator.set_state(train_state["sampler_generator"])
+            if train_state.get("augment_seed") is not None and hasattr(getattr(loader, "dataset", None), "augment_seed"):
+                loader.dataset.augment_seed = train_state["augment_seed"]
             self.best_result = train_state["best_result"]
         print(f"Previous epoch: {epoch}")
 
@@ -347,6 +373,7 @@ class TrainerBase:
         self.max_epoch = max_epoch
         self.before_train()
         for self.epoch in range(self.start_epoch, self.max_epoch):
+            self.set_data_epoch(self.epoch)
             self.before_epoch()
             self.run_epoch()
             self.after_epoch()
@@ -357,6 +384,18 @@ class TrainerBase:
 
     def after_train(self) -> None:
         pass
+
+    def set_data_epoch(self, epoch: int) -> None:
+        """Tell the training data which epoch starts (its augmentations depend on it)."""
+
+    def data_pass(self, loader) -> ContextManager:
+        """The context of one pass over ``loader`` (a training epoch, an evaluation): a trainer
+        may prepare what the pass reads and clean up after it. Nothing by default."""
+        return contextlib.nullcontext()
+
+    def loader_pass(self, loader) -> LoaderPass:
+        """Iterate ``loader`` once inside ``data_pass(loader)``."""
+        return LoaderPass(loader, self.data_pass)
 
     def before_epoch(self) -> None:
         pass
@@ -465,6 +504,12 @@ class SimpleTrainer(TrainerBase):
         self.lab2cname = dm.lab2cname
         self.dm = dm
 
+    def set_data_epoch(self, epoch: int) -> None:
+        for loader in (self.train_loader_x, self.train_loader_u):
+            set_epoch = getattr(getattr(loader, "dataset", None), "set_epoch", None)
+            if set_epoch is not None:
+                set_epoch(epoch)
+
     def build_model(self) -> None:
         raise NotImplementedError(
             f"{type(self).__name__} must implement build_model(): build self.model and "
@@ -537,7 +582,7 @@ class SimpleTrainer(TrainerBase):
         print(f"Evaluate on the *{split}* set")
         self.before_test()
         try:
-            for batch in tqdm(data_loader):
+            for batch in tqdm(self.loader_pass(data_loader)):
                 input, label = self.parse_batch_test(batch)
                 output = self.model_inference(input)
                 self.evaluator.process(output, label)
@@ -565,13 +610,15 @@ class TrainerX(SimpleTrainer):
                 "evaluate it with --eval-only --model-dir DIR"
             )
         self.set_model_mode("train")
+        # Also here, not only in train(): code that drives the epochs itself calls run_epoch.
+        self.set_data_epoch(self.epoch)
         losses = MetricMeter()
         batch_time = AverageMeter()
         data_time = AverageMeter()
         self.num_batches = len(self.train_loader_x)
         print_freq = self.cfg.TRAIN.PRINT_FREQ
         end = time.time()
-        for self.batch_idx, batch in enumerate(self.train_loader_x):
+        for self.batch_idx, batch in enumerate(self.loader_pass(self.train_loader_x)):
             data_time.update(time.time() - end)
             loss_summary = self.forward_backward(batch)
             batch_time.update(time.time() - end)

@@ -13,6 +13,11 @@ need to reach in (the stages of open_clip's ``_embeds`` / ``transformer`` / ``_p
 
 A ResNet backbone has no token sequence: the same interface runs CLIP's
 ``ModifiedResNet`` as it is and refuses prompts with an error that says so.
+
+A trainer whose image tower is frozen attaches a ``feature_server``
+(``trainers/common/feature_cache.py``): calls without prompts then go through it, which
+computes the features in a canonical way and serves cached ones; ``compute`` is the
+plain computation.
 """
 from __future__ import annotations
 
@@ -38,6 +43,7 @@ class ImageEncoder(nn.Module):
         self.visual = visual
         self.is_vit = isinstance(visual, clip.model.VisionTransformer)
         self.checkpointing = False
+        self.feature_server = None  # a feature_cache.ImageFeatureServer, set by the trainer
 
     @property
     def dtype(self) -> torch.dtype:
@@ -102,6 +108,19 @@ class ImageEncoder(nn.Module):
         prompts: Optional[torch.Tensor] = None,
         deep_prompts: Optional[DeepPrompts] = None,
     ) -> torch.Tensor:
+        server = self.feature_server
+        if server is not None and prompts is None and deep_prompts is None and not image.requires_grad:
+            return server.features(image)
+        return self.compute(image, prompts, deep_prompts)
+
+    def compute(
+        self,
+        image: torch.Tensor,
+        prompts: Optional[torch.Tensor] = None,
+        deep_prompts: Optional[DeepPrompts] = None,
+    ) -> torch.Tensor:
+        """The features of ``image``, computed as they are (no feature server)."""
+        self.check_pixels(image)
         if not self.is_vit:
             if prompts is not None or deep_prompts is not None:
                 self._require_vit("takes no visual prompts")
@@ -112,6 +131,17 @@ class ImageEncoder(nn.Module):
             tokens = tokens.expand(x.shape[0], -1, -1) if tokens.dim() == 2 else tokens
             x = torch.cat([x, tokens], dim=1)
         return self.pool(self.encode_tokens(x, deep_prompts))
+
+    @staticmethod
+    def check_pixels(image: torch.Tensor) -> None:
+        """Refuse the empty placeholder of a batch whose images were not read (feature cache)."""
+        if image.dim() == 2 and image.shape[1] == 0:
+            raise RuntimeError(
+                "The image encoder got a batch whose images were not read: the feature cache serves this "
+                "pass's image features, so the trainer must hand the batch's image tensor, unchanged, to "
+                "model.encode_image (or to the image encoder without prompts). To compute from the pixels "
+                "instead, set FEATURE_CACHE.ENABLED False."
+            )
 
 
 __all__ = ["ImageEncoder"]

@@ -51,6 +51,13 @@ class Precision:
             return contextlib.nullcontext()
         return torch.autocast(self.device_type, dtype=self.autocast_dtype)
 
+    def exact_autocast(self) -> ContextManager:
+        """Autocast as this precision says whatever the surrounding code set: a computation
+        whose result must not depend on where it is called from (cached image features)."""
+        if self.autocast_dtype is None:
+            return torch.autocast(self.device_type, enabled=False)
+        return torch.autocast(self.device_type, dtype=self.autocast_dtype)
+
     def grad_scaler(self) -> Optional[torch.amp.GradScaler]:
         return torch.amp.GradScaler(self.device_type) if self.uses_grad_scaler else None
 

@@ -20,11 +20,19 @@ to train (``trainable_modules()`` empty) skip the epochs and only evaluate; and 
 without the class-name-dependent buffers (``ignored_checkpoint_keys``; any other missing
 or unexpected key is an error), after ``translate_checkpoint`` has mapped the key names
 of another code base (upstream model zoos) onto this one's.
+
+When the image encoder is frozen, its features come from the exact, shared image-feature
+cache (``feature_cache``, docs/feature-cache.md) without the method doing anything: each
+pass over a loader first makes sure the features of all its items are computed (or read
+from the cache), then reads no image; the batch's (placeholder) image tensor that
+``compute_loss`` / ``model_inference`` receive is recognised by ``model.encode_image``.
+Each run logs one line with the cache's hits and misses.
 """
 from __future__ import annotations
 
+import contextlib
 import time
-from typing import Any, ClassVar, Dict, Mapping, Optional, Sequence, Tuple, Type, Union
+from typing import Any, ClassVar, Dict, Iterator, Mapping, Optional, Sequence, Tuple, Type, Union
 
 import torch
 import torch.nn.functional as F
@@ -35,7 +43,9 @@ from dassl.metrics import compute_accuracy
 from dassl.optim import build_lr_scheduler, build_optimizer
 from dassl.utils import load_pretrained_weights
 
-from .clip_loader import load_clip_to_cpu
+from .cache_identity import backbone_key
+from .clip_loader import load_clip_to_cpu, resolve_clip_checkpoint
+from .feature_cache import ImageFeatureServer, attach_feature_server
 from .model import PromptCLIP
 from .precision import PRECISIONS, Precision, resolve_precision
 from .prompt_learner import PromptLearner
@@ -156,6 +166,15 @@ class PromptTrainer(TrainerX):
         self.scaler = self.precision.grad_scaler()
         self._eval_text_features: Optional[torch.Tensor] = None
 
+        backbone = backbone_key(
+            cfg.MODEL.BACKBONE.NAME, resolve_clip_checkpoint(cfg.MODEL.BACKBONE.NAME, download=False), clip_model.dtype
+        )
+        self.feature_server: Optional[ImageFeatureServer]
+        self.feature_server, self._no_feature_server_reason = attach_feature_server(
+            self.model, cfg, self.precision, self.device, backbone
+        )
+        self._training_run = False
+
     def build_custom_model(self, cfg, classnames: Sequence[str], clip_model: nn.Module) -> nn.Module:
         """Return the method's model (a ``CLIPClassifier``); ``clip_model`` is already at precision."""
         raise NotImplementedError
@@ -191,6 +210,38 @@ class PromptTrainer(TrainerX):
         with self.precision.autocast():
             return class_text_features(text_encoder, classnames, templates)
 
+    # -- frozen image features -------------------------------------------------
+    @contextlib.contextmanager
+    def data_pass(self, loader) -> Iterator[None]:
+        """With a frozen image encoder, make sure the features of every item of the pass are
+        in the server's table (read from the cache, or computed in index order), then let
+        the pass read no image."""
+        server, wrapper = self.feature_server, getattr(loader, "dataset", None)
+        if server is None or not self.image_encoder_is_frozen or not getattr(wrapper, "describes_samples", False):
+            yield
+            return
+        cfg = self.cfg.DATALOADER
+        server.prefill(wrapper, num_workers=cfg.NUM_WORKERS,
+                       loader_batch=max(cfg.TEST.BATCH_SIZE, cfg.TRAIN_X.BATCH_SIZE))
+        wrapper.pixels_needed = False
+        try:
+            yield
+        finally:
+            wrapper.pixels_needed = True
+            server.end_pass(wrapper.sample_group())
+
+    def register_batch(self, batch: Mapping[str, Any], image: torch.Tensor) -> torch.Tensor:
+        """Tell the feature server which items ``image`` (as handed to the method) holds."""
+        if self.feature_server is not None:
+            self.feature_server.register_batch(image, batch)
+        return image
+
+    def feature_cache_summary(self) -> str:
+        if self.feature_server is None:
+            return f"Image-feature cache not used: {self._no_feature_server_reason}"
+        self.feature_server.flush_all()
+        return self.feature_server.summary()
+
     # -- training -------------------------------------------------------------
     @property
     def trains_nothing(self) -> bool:
@@ -209,7 +260,15 @@ class PromptTrainer(TrainerX):
         self.after_train()
 
     def parse_batch_train(self, batch) -> Tuple[torch.Tensor, torch.Tensor]:
-        return batch["img"].to(self.device), batch["label"].to(self.device)
+        return self.register_batch(batch, batch["img"].to(self.device)), batch["label"].to(self.device)
+
+    def before_train(self) -> None:
+        self._training_run = True
+        super().before_train()
+
+    def after_train(self) -> None:
+        super().after_train()
+        print(self.feature_cache_summary())
 
     def compute_loss(self, image: torch.Tensor, label: torch.Tensor) -> LossOutput:
         """Loss of one batch (see :data:`LossOutput`); runs under autocast."""
@@ -239,6 +298,11 @@ class PromptTrainer(TrainerX):
     def after_test(self) -> None:
         self._eval_text_features = None
         super().after_test()
+        if not self._training_run:  # a training run logs its line once, after training
+            print(self.feature_cache_summary())
+
+    def parse_batch_test(self, batch) -> Tuple[torch.Tensor, torch.Tensor]:
+        return self.register_batch(batch, batch["img"].to(self.device)), batch["label"].to(self.device)
 
     def model_inference(self, image: torch.Tensor) -> torch.Tensor:
         with self.precision.autocast():

@@ -17,33 +17,15 @@ from typing import Dict, List, Sequence, Tuple
 import torch
 import torch.nn.functional as F
 
+from ..common.cache_identity import PROJECT_CACHE_ENV as CACHE_ENV
+from ..common.cache_identity import backbone_key, project_cache_dir
 from ..common.clip_loader import resolve_clip_checkpoint
-from ..common.openai_clip import clip
 from ..common.text_encoder import TextEncoder, tokenize
-
-CACHE_ENV = "SEMPT_CACHE_DIR"
 
 
 def default_cache_dir() -> Path:
     """``$SEMPT_CACHE_DIR/descriptions`` or ``~/.cache/sempt/descriptions``."""
-    return Path(os.environ.get(CACHE_ENV) or "~/.cache/sempt").expanduser() / "descriptions"
-
-
-def backbone_key(backbone: str, checkpoint: Path, dtype: torch.dtype) -> str:
-    """Identity of the text encoder whose outputs are cached.
-
-    Named CLIP models are identified by the SHA-256 in their download URL; a
-    checkpoint file by its resolved path, size and modification time (hashing a
-    335 MB file on every start would cost more than it saves).
-    """
-    if backbone in clip.clip._MODELS:
-        identity = clip.clip._MODELS[backbone].split("/")[-2]
-    else:
-        stat = checkpoint.stat()
-        identity = f"{checkpoint.resolve()}|{stat.st_size}|{stat.st_mtime_ns}"
-    digest = hashlib.sha256(f"{identity}|{dtype}".encode()).hexdigest()[:16]
-    readable = "".join(ch if ch.isalnum() else "-" for ch in Path(backbone).stem)[:40]
-    return f"{readable}-{digest}"
+    return project_cache_dir() / "descriptions"
 
 
 def _sentence_key(text: str) -> str:

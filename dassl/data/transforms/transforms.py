@@ -50,6 +50,9 @@ class InstanceNormalization:
     def __init__(self, eps: float = 1e-8) -> None:
         self.eps = eps
 
+    def __repr__(self) -> str:  # names the computation (cache keys use it, dassl/data/data_manager.py)
+        return f"{type(self).__name__}(eps={self.eps})"
+
     def __call__(self, img: torch.Tensor) -> torch.Tensor:
         c = img.shape[0]
         flat = img.reshape(c, -1)
@@ -63,6 +66,9 @@ class GaussianNoise:
 
     def __init__(self, mean: float = 0.0, std: float = 0.15, p: float = 0.5) -> None:
         self.mean, self.std, self.p = mean, std, p
+
+    def __repr__(self) -> str:  # names the computation (cache keys use it, dassl/data/data_manager.py)
+        return f"{type(self).__name__}(mean={self.mean}, std={self.std}, p={self.p})"
 
     def __call__(self, img: torch.Tensor) -> torch.Tensor:
         if torch.rand(1).item() > self.p:

@@ -1,0 +1,178 @@
+"""Image-feature cache benchmarks (docs/feature-cache.md), on the CPU.
+
+``eval``: the evaluation of a prompt (CoOp, "a photo of a" context) on the ViT-B/16
+architecture with random weights, on ``--images`` test images of the synthetic world
+(64 px, resized to 224): ``trainer.test()`` with the cache cold (computes and writes the
+features), warm (reads them; a new trainer, as a new run would) and disabled. Checks that
+the three accuracies are equal.
+
+``grid``: the synthetic base-to-novel grid of the frozen-encoder methods x seeds with the
+scripts users run (``scripts/<method>/base2new_{train,test}.sh``, two runs at a time, one
+thread each, as ``python -m tools.run_synthetic``), once with the cache disabled and once
+enabled from an empty cache; wall time and the CPU time of all runs.
+
+    python bench/bench_feature_cache.py eval --images 200
+    python bench/bench_feature_cache.py grid --seeds 1 2 3
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import os
+import re
+import resource
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Dict, List, Sequence
+
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+import train  # noqa: E402
+from dassl.data import build_data_loader  # noqa: E402
+from dassl.engine import build_trainer  # noqa: E402
+from dassl.utils import set_random_seed  # noqa: E402
+from tools.run_synthetic import run_script  # noqa: E402
+from trainers.common.openai_clip import clip  # noqa: E402
+
+VIT_B16 = (512, 224, 12, 768, 16, 77, 49408, 512, 8, 12)  # clip.model.CLIP's arguments
+FROZEN_METHODS = ("zsclip", "coop", "cocoop", "kgcoop", "sempt")  # the frozen-encoder methods with scripts
+
+
+# ------------------------------------------------------------------------------------ eval
+def write_random_vit_b16(path: Path) -> Path:
+    torch.manual_seed(0)
+    torch.save(clip.model.CLIP(*VIT_B16).half().state_dict(), path)  # half: 300 MB on disk
+    return path
+
+
+def coop_trainer(data: str, backbone: Path, out: Path, cache: Path, *opts: str):
+    args = train.build_parser().parse_args([
+        "--root", data, "--seed", "1", "--trainer", "CoOp", "--output-dir", str(out),
+        "--dataset-config-file", str(REPO / "configs/datasets/synthetic.yaml"),
+        "--config-file", str(REPO / "configs/trainers/CoOp/synthetic.yaml"),
+        "MODEL.BACKBONE.NAME", str(backbone), "INPUT.SIZE", "(224, 224)", "DATASET.NUM_SHOTS", "16",
+        "DATASET.SUBSAMPLE_CLASSES", "new", "DATALOADER.TEST.BATCH_SIZE", "50", "FEATURE_CACHE.DIR", str(cache), *opts,
+    ])
+    train.register_components()
+    cfg = train.setup_cfg(args)
+    set_random_seed(cfg.SEED)
+    with contextlib.redirect_stdout(io.StringIO()):
+        return build_trainer(cfg)
+
+
+def timed_test(trainer, images: int) -> Dict[str, float]:
+    trainer.test_loader = build_data_loader(
+        trainer.cfg, data_source=trainer.dm.dataset.test[:images], batch_size=trainer.cfg.DATALOADER.TEST.BATCH_SIZE,
+        tfm=trainer.dm.tfm_test, is_train=False,
+    )
+    log = io.StringIO()
+    wall, cpu = time.perf_counter(), time.process_time()
+    with contextlib.redirect_stdout(log), contextlib.redirect_stderr(io.StringIO()):
+        accuracy = trainer.test()
+    return {"wall": time.perf_counter() - wall, "cpu": time.process_time() - cpu, "accuracy": accuracy,
+            "cache": [line for line in log.getvalue().splitlines() if line.startswith("Image-feature cache")][-1]}
+
+
+def bench_eval(args) -> None:
+    from datasets.synthetic_world import ensure_world
+
+    torch.set_num_threads(args.threads)
+    work = Path(tempfile.mkdtemp(prefix="bench_feature_cache_"))
+    data = args.data or str(work / "data")
+    ensure_world(data)
+    backbone = write_random_vit_b16(work / "vit_b16_random.pt")
+    cache = work / "features"
+    prompt = coop_trainer(data, backbone, work / "prompt", cache)  # the "trained" prompt: saved once
+    prompt.save_model(0, str(work / "prompt"))
+    results = {}
+    for mode, opts in (("cold", ()), ("warm", ()), ("disabled", ("FEATURE_CACHE.ENABLED", "False"))):
+        trainer = coop_trainer(data, backbone, work / mode, cache, *opts)
+        with contextlib.redirect_stdout(io.StringIO()):
+            trainer.load_model(str(work / "prompt"), epoch=1)
+        results[mode] = timed_test(trainer, args.images)
+        r = results[mode]
+        print(f"{mode:9s} wall {r['wall']:8.2f} s  cpu {r['cpu']:8.2f} s  accuracy {r['accuracy']:.2f}  | {r['cache']}")
+    assert results["cold"]["accuracy"] == results["warm"]["accuracy"] == results["disabled"]["accuracy"]
+    cold, warm = results["cold"], results["warm"]
+    print(f"{args.images} images, ViT-B/16 (random weights), {args.threads} thread(s): warm is "
+          f"{cold['wall'] / warm['wall']:.0f}x faster (wall), {cold['cpu'] / warm['cpu']:.0f}x less CPU; "
+          "the three accuracies are equal")
+
+
+# ------------------------------------------------------------------------------------ grid
+def children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def run_grid(methods: Sequence[str], seeds: Sequence[int], data: str, out: Path, jobs: int, extra: List[str]) -> float:
+    env = dict(os.environ, DATA=data, OUTPUT=str(out), PYTHON=sys.executable, OMP_NUM_THREADS="1",
+               MKL_NUM_THREADS="1", SEMPT_CACHE_DIR=str(out / "project_cache"))
+    env.pop("CFG", None)
+
+    def pair(job) -> None:
+        method, seed = job
+        for part in ("train", "test"):
+            run_script(REPO / "scripts" / method / f"base2new_{part}.sh", seed, env,
+                       out / "console" / f"{method}_seed{seed}_{part}.txt", extra)
+
+    start = time.perf_counter()
+    with ThreadPoolExecutor(max_workers=jobs) as pool:
+        for future in [pool.submit(pair, (m, s)) for m in methods for s in seeds]:
+            future.result()
+    return time.perf_counter() - start
+
+
+def final_accuracies(out: Path) -> Dict[str, str]:
+    found = {}
+    for log in sorted((out / "base2new").rglob("log.txt")):
+        found[str(log.parent.relative_to(out / "base2new"))] = re.findall(r"\* accuracy: ([\d.]+)%", log.read_text())[-1]
+    return found
+
+
+def bench_grid(args) -> None:
+    from datasets.synthetic_world import ensure_world
+
+    work = Path(tempfile.mkdtemp(prefix="bench_feature_cache_grid_"))
+    data = args.data or str(work / "data")
+    ensure_world(data)
+    runs = {}
+    for mode in ("disabled", "enabled"):
+        out = work / mode
+        extra = ["FEATURE_CACHE.ENABLED", "False"] if mode == "disabled" else ["FEATURE_CACHE.DIR", str(out / "features")]
+        cpu = children_cpu()
+        wall = run_grid(args.methods, args.seeds, data, out, args.jobs, extra)
+        runs[mode] = {"wall": wall, "cpu": children_cpu() - cpu, "accuracies": final_accuracies(out)}
+        print(f"cache {mode:8s}: wall {wall:7.1f} s, CPU of all runs {runs[mode]['cpu']:7.1f} s "
+              f"({len(runs[mode]['accuracies'])} runs)")
+    assert runs["disabled"]["accuracies"] == runs["enabled"]["accuracies"], "the cache changed a number"
+    d, e = runs["disabled"], runs["enabled"]
+    print(f"{len(args.methods)} methods x seeds {args.seeds}: {d['wall'] / e['wall']:.2f}x less wall time, "
+          f"{d['cpu'] / e['cpu']:.2f}x less CPU time with the cache (from empty); every accuracy is the same")
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    ev = sub.add_parser("eval")
+    ev.add_argument("--images", type=int, default=200)
+    ev.add_argument("--threads", type=int, default=2)
+    grid = sub.add_parser("grid")
+    grid.add_argument("--methods", nargs="+", default=list(FROZEN_METHODS))
+    grid.add_argument("--seeds", nargs="+", type=int, default=[1, 2, 3])
+    grid.add_argument("--jobs", type=int, default=2)
+    for cmd in (ev, grid):
+        cmd.add_argument("--data", default="", help="data root holding (or to hold) the synthetic world")
+    args = parser.parse_args(argv)
+    bench_eval(args) if args.command == "eval" else bench_grid(args)
+
+
+if __name__ == "__main__":
+    main()
