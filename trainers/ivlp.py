@@ -203,23 +203,37 @@ def translate_upstream_state_dict(state_dict: Dict[str, torch.Tensor]) -> Dict[s
     return translated
 
 
+def build_vl_prompt_learner(
+    classnames: Sequence[str],
+    clip_model: nn.Module,
+    node: CfgNode,
+    config_prefix: str,
+    learner_class: Optional[type] = None,
+    **overrides,
+) -> VLPromptLearner:
+    """A ``VLPromptLearner`` (or ``learner_class``) from a node with the IVLP keys
+    (``TRAINER.IVLP``, ``TRAINER.PROMPTSRC``; ``config_prefix`` names it in errors)."""
+    kwargs = dict(
+        n_ctx_text=node.N_CTX_TEXT,
+        n_ctx_vision=node.N_CTX_VISION,
+        depth_text=node.PROMPT_DEPTH_TEXT,
+        depth_vision=node.PROMPT_DEPTH_VISION,
+        ctx_init=node.CTX_INIT,
+        config_prefix=config_prefix,
+    )
+    kwargs.update(overrides)
+    return (learner_class or VLPromptLearner)(classnames, clip_model, **kwargs)
+
+
 @TRAINER_REGISTRY.register()
 class IVLP(PromptTrainer):
     CFG_NODE = "IVLP"
     PROMPT_LEARNER = VLPromptLearner
 
     def build_prompt_learner(self, classnames: Sequence[str], clip_model: nn.Module, **overrides) -> VLPromptLearner:
-        node = self.method_cfg
-        kwargs = dict(
-            n_ctx_text=node.N_CTX_TEXT,
-            n_ctx_vision=node.N_CTX_VISION,
-            depth_text=node.PROMPT_DEPTH_TEXT,
-            depth_vision=node.PROMPT_DEPTH_VISION,
-            ctx_init=node.CTX_INIT,
-            config_prefix=f"TRAINER.{self.CFG_NODE}",
+        return build_vl_prompt_learner(
+            classnames, clip_model, self.method_cfg, f"TRAINER.{self.CFG_NODE}", self.PROMPT_LEARNER, **overrides
         )
-        kwargs.update(overrides)
-        return self.PROMPT_LEARNER(classnames, clip_model, **kwargs)
 
     def build_custom_model(self, cfg, classnames: Sequence[str], clip_model: nn.Module) -> nn.Module:
         return PromptCLIP(clip_model, self.build_prompt_learner(classnames, clip_model))
@@ -235,6 +249,7 @@ __all__: List[str] = [
     "CHECKPOINT_NAME",
     "IVLP",
     "VLPromptLearner",
+    "build_vl_prompt_learner",
     "translate_upstream_state_dict",
     "vl_prompt_config_node",
 ]

@@ -36,7 +36,6 @@ from dassl.engine import TRAINER_REGISTRY
 from dassl.metrics import compute_accuracy
 
 from .common.model import PromptCLIP
-from .common.prompt_learner import PromptLearner
 from .common.templates import IMAGENET_TEMPLATES
 from .common.text_encoder import class_text_features
 from .common.trainer import LossOutput
@@ -74,123 +73,166 @@ def gpa_epoch_weights(mean: float, std: float, n_epochs: int) -> List[float]:
     return [float(w) for w in density / total]
 
 
-class PromptSRCCLIP(PromptCLIP):
-    """IVLP's model + the frozen teacher: ``zs_text_features`` (normalised, set by the trainer
-    before the first training step) and the image tower without prompts."""
+class SelfRegulation:
+    """PromptSRC's regularisers towards the frozen CLIP (its "teacher"), for any ``PromptCLIP``
+    whose prompts reach the towers: used by PromptSRC and by SemPT's ``promptsrc`` label branch.
 
-    def __init__(self, clip_model: nn.Module, prompt_learner: PromptLearner) -> None:
-        super().__init__(clip_model, prompt_learner)
-        # Not saved: rebuilt from the class names of the run.
-        self.register_buffer("zs_text_features", None, persistent=False)
+    ``teacher_text``: the mean over the 60 ``IMAGENET_TEMPLATES`` of the frozen text tower's
+    *unnormalised* per-template features (then normalised), computed on first use (evaluation
+    never needs it), in float32 whatever PREC (upstream's teacher is an fp32 copy of the
+    fp16-rounded CLIP). The image teacher is the image tower without prompts (exactly zero-shot
+    CLIP's) on the same augmented batch.
+    """
+
+    def __init__(self, text_weight: float, image_weight: float) -> None:
+        self.text_weight = text_weight
+        self.image_weight = image_weight
+        self.teacher_text: Optional[torch.Tensor] = None  # not saved: rebuilt from the run's class names
 
     @torch.no_grad()
-    def encode_image_zero_shot(self, image: torch.Tensor) -> torch.Tensor:
-        """Normalised features of the frozen image tower (no prompts: zero-shot CLIP's)."""
-        return F.normalize(self.image_encoder(image), dim=-1)
-
-
-@TRAINER_REGISTRY.register()
-class PromptSRC(IVLP):
-    CFG_NODE = "PROMPTSRC"
-
-    def build_custom_model(self, cfg, classnames: Sequence[str], clip_model: nn.Module) -> nn.Module:
-        node = self.method_cfg
-        self.gpa_weights = gpa_epoch_weights(node.GPA_MEAN, node.GPA_STD, cfg.OPTIM.MAX_EPOCH)
-        print("GPA weight per epoch: " + ", ".join(f"{t + 1}: {w:.3f}" for t, w in enumerate(self.gpa_weights)))
-        self.gpa_sum: Optional[Dict[str, torch.Tensor]] = None
-        self.gpa_epochs = 0
-        return PromptSRCCLIP(clip_model, self.build_prompt_learner(classnames, clip_model))
-
-    # -- the frozen teacher -----------------------------------------------------
-    @torch.no_grad()
-    def zero_shot_text_features(self) -> torch.Tensor:
-        """The teacher's class features, computed on first use (evaluation never needs them)
-        in float32 whatever PREC: upstream's teacher is an fp32 copy of the fp16-rounded CLIP."""
-        model = self.model
-        if model.zs_text_features is None:
+    def teacher_text_features(self, model: PromptCLIP) -> torch.Tensor:
+        if self.teacher_text is None:
             encoder = model.text_encoder
             if encoder.dtype != torch.float32:
                 encoder = copy.deepcopy(encoder).float()
-            with torch.autocast(self.device.type, enabled=False):
-                features = class_text_features(
+            with torch.autocast(model.logit_scale.device.type, enabled=False):
+                self.teacher_text = class_text_features(
                     encoder, model.prompt_learner.classnames, IMAGENET_TEMPLATES, normalize_templates=False
                 )
-            model.zs_text_features = features
-        return model.zs_text_features
+        return self.teacher_text
 
-    def compute_loss(self, image: torch.Tensor, label: torch.Tensor) -> LossOutput:
-        model, node = self.model, self.method_cfg
-        text_features = model.text_features()
-        image_features = model.encode_image(image)
-        logits = model.logits(image_features, text_features)
-        zs_text = self.zero_shot_text_features()
-        zs_image = model.encode_image_zero_shot(image)
+    @staticmethod
+    @torch.no_grad()
+    def teacher_image_features(model: PromptCLIP, image: torch.Tensor) -> torch.Tensor:
+        """Normalised features of the frozen image tower (no prompts: zero-shot CLIP's)."""
+        return F.normalize(model.image_encoder(image), dim=-1)
+
+    def losses(
+        self, model: PromptCLIP, image: torch.Tensor, image_features: torch.Tensor,
+        text_features: torch.Tensor, logits: torch.Tensor,
+    ) -> Dict[str, torch.Tensor]:
+        """The three terms, from the prompted features and logits the caller computed."""
+        zs_text = self.teacher_text_features(model)
+        zs_image = self.teacher_image_features(model, image)
         zs_logits = model.logits(zs_image, zs_text.to(zs_image.dtype))
         # The regularisers in float32: exact in fp32, and stable under fp16/amp.
         kl = F.kl_div(
             F.log_softmax(logits.float(), dim=1), F.log_softmax(zs_logits.float(), dim=1),
             reduction="sum", log_target=True,
         )
-        losses = {
-            "loss_ce": F.cross_entropy(logits, label),
-            "loss_scl_text": node.TEXT_LOSS_WEIGHT * F.l1_loss(text_features.float(), zs_text),
-            "loss_scl_image": node.IMAGE_LOSS_WEIGHT * F.l1_loss(image_features.float(), zs_image.float()),
+        return {
+            "loss_scl_text": self.text_weight * F.l1_loss(text_features.float(), zs_text),
+            "loss_scl_image": self.image_weight * F.l1_loss(image_features.float(), zs_image.float()),
             "loss_scl_logits": kl / logits.numel(),  # per logit (B * C), not per image
         }
-        return losses, {"acc": compute_accuracy(logits, label)[0]}
 
-    # -- Gaussian prompt aggregation -----------------------------------------------
-    def prompt_state(self) -> Dict[str, torch.Tensor]:
-        """The tensors GPA averages: the learner's saved state (its prompts)."""
-        return self.model.prompt_learner.state_dict()
 
-    def accumulate_gpa(self, epoch: int) -> None:
-        """Add the prompts after 1-based ``epoch`` with its weight (in float32: the fp16
-        context of ``PREC fp16`` would otherwise sum its rounding errors)."""
-        if epoch != self.gpa_epochs + 1:
+class GaussianPromptAggregation:
+    """GPA: the prompts after each epoch, weighted by ``gpa_epoch_weights``, summed in float32
+    (the fp16 context of ``PREC fp16`` would otherwise sum its rounding errors)."""
+
+    def __init__(self, mean: float, std: float, n_epochs: int) -> None:
+        self.weights = gpa_epoch_weights(mean, std, n_epochs)
+        self.sum: Optional[Dict[str, torch.Tensor]] = None
+        self.epochs = 0
+
+    @property
+    def complete(self) -> bool:
+        return self.epochs == len(self.weights)
+
+    def add(self, prompts: Dict[str, torch.Tensor], epoch: int) -> None:
+        """Add the prompts after 1-based ``epoch`` with its weight."""
+        if epoch != self.epochs + 1:
             raise RuntimeError(
-                f"GPA holds {self.gpa_epochs} epochs but epoch {epoch} just ended; the running sum is restored "
-                "from the checkpoint on resume, so this checkpoint was not written by PromptSRC's training"
+                f"GPA holds {self.epochs} epochs but epoch {epoch} just ended; the running sum is restored "
+                "from the checkpoint on resume, so this checkpoint was not written by a GPA training"
             )
-        weight = self.gpa_weights[epoch - 1]
-        weighted = {k: v.detach().float() * weight for k, v in self.prompt_state().items()}
-        if self.gpa_sum is None:
-            self.gpa_sum = weighted
-        else:
-            self.gpa_sum = {k: self.gpa_sum[k] + weighted[k] for k in weighted}
-        self.gpa_epochs = epoch
+        weight = self.weights[epoch - 1]
+        weighted = {k: v.detach().float() * weight for k, v in prompts.items()}
+        self.sum = weighted if self.sum is None else {k: self.sum[k] + weighted[k] for k in weighted}
+        self.epochs = epoch
 
-    def after_epoch(self) -> None:
-        self.accumulate_gpa(self.epoch + 1)
-        if self.gpa_epochs == len(self.gpa_weights):
-            print("Using the GPA model (Gaussian-weighted prompts of all epochs) for the final model")
-            self.model.prompt_learner.load_state_dict(self.gpa_sum)
-        super().after_epoch()  # saves the epoch checkpoint (with the GPA state, see checkpoint_extras)
+    def checkpoint_state(self) -> Dict[str, Any]:
+        if self.sum is None:
+            return {}
+        return {"gpa_sum": self.sum, "gpa_epochs": self.epochs, "gpa_weights": self.weights}
 
-    def checkpoint_extras(self) -> Dict[str, Any]:
-        extras = super().checkpoint_extras()
-        if self.gpa_sum is not None:
-            extras.update(gpa_sum=self.gpa_sum, gpa_epochs=self.gpa_epochs, gpa_weights=self.gpa_weights)
-        return extras
-
-    def before_train(self) -> None:
-        super().before_train()  # resumes from the output folder's last checkpoint, if any
-        if self.start_epoch == 0 or self.start_epoch >= self.max_epoch:
-            return  # a fresh run, or a finished one (its last checkpoint holds the GPA model)
-        extras = self.loaded_extras
-        if extras.get("gpa_epochs") != self.start_epoch:
+    def restore(self, extras: Dict[str, Any], epoch: int, where: str, device: torch.device) -> None:
+        """The running sum of a run resumed after ``epoch`` epochs, from its checkpoint's extras."""
+        if extras.get("gpa_epochs") != epoch:
             raise RuntimeError(
-                f"The checkpoint of epoch {self.start_epoch} in {self.cfg.RESUME or self.output_dir} holds no "
-                "GPA state for it, so the Gaussian prompt aggregate cannot be completed; train in a new folder"
+                f"The checkpoint of epoch {epoch} in {where} holds no GPA state for it, so the Gaussian "
+                "prompt aggregate cannot be completed; train in a new folder"
             )
-        if list(extras["gpa_weights"]) != self.gpa_weights:
+        if list(extras["gpa_weights"]) != self.weights:
             raise RuntimeError(
                 "The run being resumed used other GPA weights (GPA_MEAN, GPA_STD or OPTIM.MAX_EPOCH changed); "
                 "resume with the same config or train in a new folder"
             )
+        self.sum = {k: v.to(device) for k, v in extras["gpa_sum"].items()}
+        self.epochs = epoch
+
+
+class GPATrainerMixin:
+    """Trainer hooks running ``self.gpa`` (a :class:`GaussianPromptAggregation`, or None: off) on
+    ``self.model.prompt_learner``: accumulate after each epoch, deploy after the last (so
+    ``model.pth.tar-<MAX_EPOCH>`` holds the aggregate), keep the running sum in every epoch
+    checkpoint and restore it on resume (upstream's resumed runs silently lost it)."""
+
+    gpa: Optional[GaussianPromptAggregation] = None
+
+    def after_epoch(self) -> None:
+        if self.gpa is not None:
+            self.gpa.add(self.model.prompt_learner.state_dict(), self.epoch + 1)
+            if self.gpa.complete:
+                print("Using the GPA model (Gaussian-weighted prompts of all epochs) for the final model")
+                self.model.prompt_learner.load_state_dict(self.gpa.sum)
+        super().after_epoch()  # saves the epoch checkpoint (with the GPA state, see checkpoint_extras)
+
+    def checkpoint_extras(self) -> Dict[str, Any]:
+        extras = super().checkpoint_extras()
+        if self.gpa is not None:
+            extras.update(self.gpa.checkpoint_state())
+        return extras
+
+    def before_train(self) -> None:
+        super().before_train()  # resumes from the output folder's last checkpoint, if any
+        if self.gpa is None or self.start_epoch == 0 or self.start_epoch >= self.max_epoch:
+            return  # a fresh run, or a finished one (its last checkpoint holds the GPA model)
         device = next(self.model.prompt_learner.parameters()).device
-        self.gpa_sum = {k: v.to(device) for k, v in extras["gpa_sum"].items()}
-        self.gpa_epochs = self.start_epoch
+        self.gpa.restore(self.loaded_extras, self.start_epoch, self.cfg.RESUME or self.output_dir, device)
 
 
-__all__ = ["PromptSRC", "PromptSRCCLIP", "gpa_epoch_weights"]
+def announce_gpa(gpa: GaussianPromptAggregation) -> None:
+    print("GPA weight per epoch: " + ", ".join(f"{t + 1}: {w:.3f}" for t, w in enumerate(gpa.weights)))
+
+
+@TRAINER_REGISTRY.register()
+class PromptSRC(GPATrainerMixin, IVLP):
+    CFG_NODE = "PROMPTSRC"
+
+    def build_custom_model(self, cfg, classnames: Sequence[str], clip_model: nn.Module) -> nn.Module:
+        node = self.method_cfg
+        self.gpa = GaussianPromptAggregation(node.GPA_MEAN, node.GPA_STD, cfg.OPTIM.MAX_EPOCH)
+        announce_gpa(self.gpa)
+        self.self_regulation = SelfRegulation(node.TEXT_LOSS_WEIGHT, node.IMAGE_LOSS_WEIGHT)
+        return PromptCLIP(clip_model, self.build_prompt_learner(classnames, clip_model))
+
+    def compute_loss(self, image: torch.Tensor, label: torch.Tensor) -> LossOutput:
+        model = self.model
+        text_features = model.text_features()
+        image_features = model.encode_image(image)
+        logits = model.logits(image_features, text_features)
+        losses = {"loss_ce": F.cross_entropy(logits, label)}
+        losses.update(self.self_regulation.losses(model, image, image_features, text_features, logits))
+        return losses, {"acc": compute_accuracy(logits, label)[0]}
+
+
+__all__ = [
+    "GPATrainerMixin",
+    "GaussianPromptAggregation",
+    "PromptSRC",
+    "SelfRegulation",
+    "announce_gpa",
+    "gpa_epoch_weights",
+]

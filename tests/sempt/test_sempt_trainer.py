@@ -175,3 +175,57 @@ def test_bad_attribute_files_fail_clearly(make_cfg, attribute_file, mutate, mess
 def test_missing_attribute_file_names_the_key(make_cfg, tmp_path):
     with pytest.raises(ValueError, match="TRAINER.SEMPT.ATTRIBUTE_FILE"):
         _build(make_cfg(**{"TRAINER.SEMPT.ATTRIBUTE_FILE": str(tmp_path / "nope.json")}))
+
+
+BRANCH_OPTS = {
+    "maple": {"TRAINER.SEMPT.LABEL_BRANCH": "maple", "TRAINER.MAPLE.PROMPT_DEPTH": 1, "TRAINER.MAPLE.PREC": "fp32"},
+    "promptsrc": {"TRAINER.SEMPT.LABEL_BRANCH": "promptsrc", "TRAINER.PROMPTSRC.PROMPT_DEPTH_TEXT": 2,
+                  "TRAINER.PROMPTSRC.PROMPT_DEPTH_VISION": 1, "TRAINER.PROMPTSRC.GPA_MEAN": 2,
+                  "TRAINER.PROMPTSRC.GPA_STD": 1, "TRAINER.PROMPTSRC.PREC": "fp32"},
+}
+BASELINE = {"maple": "MaPLe", "promptsrc": "PromptSRC"}
+
+
+@pytest.mark.parametrize("branch", sorted(BRANCH_OPTS))
+def test_without_the_attribute_loss_a_deep_branch_is_its_baseline(make_cfg, branch):
+    """LABEL_BRANCH maple/promptsrc with ATTR_LOSS_WEIGHT 0 and INFERENCE label: the baseline's
+    loss (PromptSRC's regularisers included), gradients and logits, for the same prompts."""
+    sempt = _build(make_cfg(**BRANCH_OPTS[branch], **{"TRAINER.SEMPT.ATTR_LOSS_WEIGHT": 0.0,
+                                                      "TRAINER.SEMPT.INFERENCE": "label"}))
+    base = _build(make_cfg(trainer=BASELINE[branch], output="baseline", **BRANCH_OPTS[branch]))
+    sempt.model.prompt_learner.load_state_dict(base.model.prompt_learner.state_dict())
+    batch = next(iter(base.train_loader_x))
+    ours, theirs = sempt.forward_backward(batch), base.forward_backward(batch)
+    assert ours["loss"] == pytest.approx(theirs["loss"], rel=1e-6)
+    for (name, p), q in zip(sempt.model.prompt_learner.named_parameters(), base.model.prompt_learner.parameters()):
+        assert torch.allclose(p.grad, q.grad, atol=1e-6), name
+    if branch == "promptsrc":
+        assert {"loss_scl_text", "loss_scl_image", "loss_scl_logits"} <= set(ours)
+    images = batch["img"]
+    for trainer in (sempt, base):
+        trainer.set_model_mode("eval")
+        trainer.before_test()
+    assert torch.allclose(sempt.model_inference(images), base.model_inference(images), atol=1e-5)
+
+
+@pytest.mark.parametrize("branch", sorted(BRANCH_OPTS))
+def test_deep_label_branches_train_save_and_transfer_to_new_classes(make_cfg, branch, capsys):
+    train_cfg = make_cfg(**BRANCH_OPTS[branch])
+    trainer = _build(train_cfg)
+    assert not trainer.image_encoder_is_frozen  # the branch's prompts reach the image tower
+    trainer.train()
+    checkpoint = torch.load(f"{train_cfg.OUTPUT_DIR}/prompt_learner/model.pth.tar-2", map_location="cpu",
+                            weights_only=True)
+    assert set(checkpoint["state_dict"]) == set(trainer.model.prompt_learner.state_dict())
+    assert ("gpa_sum" in checkpoint) == (branch == "promptsrc")
+    test = _build(make_cfg(subsample="new", output="test_new", **BRANCH_OPTS[branch]))
+    test.load_model(train_cfg.OUTPUT_DIR, epoch=2)
+    capsys.readouterr()
+    test.test()
+    out = capsys.readouterr().out
+    assert "5 use attribute-enhanced" in out and "=> result" in out
+
+
+def test_prompted_descriptions_need_the_coop_branch(make_cfg):
+    with pytest.raises(ValueError, match="only the coop branch has"):
+        _build(make_cfg(**BRANCH_OPTS["maple"], **{"TRAINER.SEMPT.DESC_ENCODER": "prompted"}))

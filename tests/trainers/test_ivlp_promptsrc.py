@@ -28,7 +28,8 @@ from trainers.common.precision import Precision
 from trainers.common.prompt_learner import bpe_length
 from trainers.common.templates import IMAGENET_TEMPLATES
 from trainers.ivlp import CHECKPOINT_NAME, VLPromptLearner
-from trainers.promptsrc import PromptSRCCLIP, gpa_epoch_weights
+from trainers.common.model import PromptCLIP
+from trainers.promptsrc import gpa_epoch_weights
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 CONFIGS = {"IVLP": "IVLP/vit_b16_c2_ep5_batch4_2+2ctx", "PromptSRC": "PromptSRC/vit_b16_c2_ep20_batch4_4+4ctx"}
@@ -165,15 +166,14 @@ def test_promptsrc_matches_upstream(depths, data_root, clip_path, tmp_path):
 
 def test_promptsrc_teacher_is_computed_once_and_only_for_training(data_root, clip_path, tmp_path):
     trainer = build("PromptSRC", data_root, clip_path, tmp_path, *vl_opts("PromptSRC", 4, 4, 3, 3))
-    assert trainer.model.zs_text_features is None  # evaluation never needs it
+    assert trainer.self_regulation.teacher_text is None  # evaluation never needs it
     trainer.test()
-    assert trainer.model.zs_text_features is None
+    assert trainer.self_regulation.teacher_text is None
     batch = a_batch(5)
     trainer.forward_backward(batch)
-    teacher = trainer.model.zs_text_features
+    teacher = trainer.self_regulation.teacher_text
     trainer.forward_backward(batch)
-    assert trainer.model.zs_text_features is teacher
-    assert "zs_text_features" not in trainer.model.state_dict()
+    assert trainer.self_regulation.teacher_text is teacher  # computed once, never saved
 
 
 # ---------------------------------------------------------------------------- GPA
@@ -394,7 +394,7 @@ def test_fp16_clip_keeps_upstream_dtypes_and_an_fp32_teacher(data_root, clip_pat
     learner = VLPromptLearner(trainer.dm.dataset.classnames, fp16_clip, 4, 4, 3, 3, verbose=False)
     dtypes = {k: v.dtype for k, v in learner.state_dict().items()}
     assert dtypes.pop("ctx") == torch.float16 and set(dtypes.values()) == {torch.float32}
-    trainer.model = PromptSRCCLIP(fp16_clip, learner)
+    trainer.model = PromptCLIP(fp16_clip, learner)
     batch = a_batch(5)
     losses, _ = trainer.compute_loss(batch["img"], batch["label"])
     total = sum(losses.values())
@@ -402,7 +402,7 @@ def test_fp16_clip_keeps_upstream_dtypes_and_an_fp32_teacher(data_root, clip_pat
     total.backward()
     assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in learner.parameters())
     assert trainer.model.text_encoder.dtype == torch.float16  # the teacher's fp32 copy left it alone
-    teacher = trainer.model.zs_text_features
+    teacher = trainer.self_regulation.teacher_text
     assert teacher.dtype == torch.float32
     ref = upstream_teacher_text(load_clip(clip_path).float(), trainer.dm.dataset.classnames, IMAGENET_TEMPLATES)
     assert_close(teacher, ref / ref.norm(dim=-1, keepdim=True), "fp32 teacher of the fp16 CLIP")

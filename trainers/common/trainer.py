@@ -179,9 +179,17 @@ class PromptTrainer(TrainerX):
         """Return the method's model (a ``CLIPClassifier``); ``clip_model`` is already at precision."""
         raise NotImplementedError
 
-    def build_prompt_learner(self, classnames: Sequence[str], clip_model: nn.Module, **overrides) -> PromptLearner:
-        """A ``PROMPT_LEARNER`` configured by ``N_CTX``/``CTX_INIT``/``CSC``/``CLASS_TOKEN_POSITION`` of the node."""
-        node = self.method_cfg
+    def build_prompt_learner(
+        self,
+        classnames: Sequence[str],
+        clip_model: nn.Module,
+        node=None,
+        learner_class: Optional[Type[PromptLearner]] = None,
+        **overrides,
+    ) -> PromptLearner:
+        """A ``PROMPT_LEARNER`` (or ``learner_class``) configured by ``N_CTX``/``CTX_INIT``/``CSC``/
+        ``CLASS_TOKEN_POSITION`` of the method's node (or of ``node``, e.g. another method's)."""
+        node = node if node is not None else self.method_cfg
         kwargs = dict(
             n_ctx=node.N_CTX,
             ctx_init=node.CTX_INIT,
@@ -189,7 +197,7 @@ class PromptTrainer(TrainerX):
             class_token_position=node.get("CLASS_TOKEN_POSITION", "end"),
         )
         kwargs.update(overrides)
-        return self.PROMPT_LEARNER(classnames, clip_model, **kwargs)
+        return (learner_class or self.PROMPT_LEARNER)(classnames, clip_model, **kwargs)
 
     def trainable_modules(self) -> Dict[str, nn.Module]:
         """The modules that train, each registered (and checkpointed) under its key."""

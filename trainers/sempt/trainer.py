@@ -29,6 +29,9 @@ from ..common.templates import CUSTOM_TEMPLATES_KG, template_for
 from ..common.text_encoder import TextEncoder
 from ..common.trainer import LossOutput, PromptTrainer
 from ..config import prompt_config_node, register_config
+from ..ivlp import build_vl_prompt_learner
+from ..maple import MultiModalPromptLearner
+from ..promptsrc import GaussianPromptAggregation, GPATrainerMixin, SelfRegulation, announce_gpa
 from .attributes import find_attribute_file, load_attribute_file, match_classes, normalize_classname
 from .description_bank import (
     SentenceEmbeddingCache,
@@ -40,6 +43,10 @@ from .fusion import FUSIONS, WEIGHTINGS, attribute_logits, description_gram, sel
 
 INFERENCE_MODES = ("auto", "label", "attribute", "ensemble")
 DESC_ENCODERS = ("frozen", "prompted")
+# The label branch's prompts: CoOp's (the default), or a deep-prompt baseline's learner read
+# from that baseline's own config node (TRAINER.MAPLE / TRAINER.PROMPTSRC); promptsrc also
+# brings PromptSRC's self-regulating losses and Gaussian prompt aggregation.
+LABEL_BRANCHES = ("coop", "maple", "promptsrc")
 
 
 @register_config
@@ -61,6 +68,9 @@ def sempt_config(cfg) -> None:
     cfg.TRAINER.SEMPT.KG_WEIGHT = 0.0
     # Inference: auto (label for seen classes, attribute for unseen) | label | attribute | ensemble.
     cfg.TRAINER.SEMPT.INFERENCE = "auto"
+    # Label branch: coop (N_CTX/CTX_INIT/CSC/CLASS_TOKEN_POSITION above) | maple (TRAINER.MAPLE's
+    # keys) | promptsrc (TRAINER.PROMPTSRC's keys, losses and GPA).
+    cfg.TRAINER.SEMPT.LABEL_BRANCH = "coop"
 
 
 class DescriptionPrompts(nn.Module):
@@ -136,7 +146,7 @@ class SemPTCLIP(PromptCLIP):
 
 
 @TRAINER_REGISTRY.register()
-class SemPT(PromptTrainer):
+class SemPT(GPATrainerMixin, PromptTrainer):
     CFG_NODE = "SEMPT"
 
     def check_cfg(self, cfg) -> None:
@@ -147,9 +157,15 @@ class SemPT(PromptTrainer):
             ("FUSION", FUSIONS),
             ("INFERENCE", INFERENCE_MODES),
             ("DESC_ENCODER", DESC_ENCODERS),
+            ("LABEL_BRANCH", LABEL_BRANCHES),
         ):
             if node[key] not in allowed:
                 raise ValueError(f"TRAINER.SEMPT.{key}={node[key]!r}; choose one of {list(allowed)}")
+        if node.DESC_ENCODER == "prompted" and node.LABEL_BRANCH != "coop":
+            raise ValueError(
+                f"TRAINER.SEMPT.DESC_ENCODER prompted prepends the label branch's context to the descriptions, "
+                f"which only the coop branch has (LABEL_BRANCH={node.LABEL_BRANCH!r}); use DESC_ENCODER frozen"
+            )
 
     # -- model ----------------------------------------------------------------
     def build_custom_model(self, cfg, classnames: Sequence[str], clip_model: nn.Module) -> nn.Module:
@@ -169,7 +185,7 @@ class SemPT(PromptTrainer):
             f"{', '.join(self.attribute_names)}; {len(texts)} sentences for {len(classnames)} classes)"
         )
 
-        prompt_learner = self.build_prompt_learner(classnames, clip_model)
+        prompt_learner = self.build_label_branch(cfg, classnames, clip_model)
         text_encoder = TextEncoder(clip_model)
         desc_embeddings, description_prompts = None, None
         if node.DESC_ENCODER == "frozen":
@@ -190,6 +206,23 @@ class SemPT(PromptTrainer):
             clip_model, prompt_learner, desc_embeddings, description_prompts, groups,
             len(self.attribute_names), kg_features,
         )
+
+    def build_label_branch(self, cfg, classnames: Sequence[str], clip_model: nn.Module) -> PromptLearner:
+        """The label branch's prompt learner (and, for promptsrc, its regularisers and GPA)."""
+        branch = self.method_cfg.LABEL_BRANCH
+        print(f"SemPT label branch: {branch}")
+        if branch == "maple":
+            maple = cfg.TRAINER.MAPLE
+            return self.build_prompt_learner(
+                classnames, clip_model, node=maple, learner_class=MultiModalPromptLearner, prompt_depth=maple.PROMPT_DEPTH
+            )
+        if branch == "promptsrc":
+            src = cfg.TRAINER.PROMPTSRC
+            self.gpa = GaussianPromptAggregation(src.GPA_MEAN, src.GPA_STD, cfg.OPTIM.MAX_EPOCH)
+            announce_gpa(self.gpa)
+            self.self_regulation = SelfRegulation(src.TEXT_LOSS_WEIGHT, src.IMAGE_LOSS_WEIGHT)
+            return build_vl_prompt_learner(classnames, clip_model, src, "TRAINER.PROMPTSRC")
+        return self.build_prompt_learner(classnames, clip_model)
 
     def weight_temperature(self) -> float:
         temp = float(self.method_cfg.WEIGHT_TEMP)
@@ -223,6 +256,8 @@ class SemPT(PromptTrainer):
         label_logits = model.logits(image_features, label_features)
         losses = {"loss_label": F.cross_entropy(label_logits, label)}
         metrics = {"acc": compute_accuracy(label_logits, label)[0]}
+        if self.method_cfg.LABEL_BRANCH == "promptsrc":
+            losses.update(self.self_regulation.losses(model, image, image_features, label_features, label_logits))
         if node.ATTR_LOSS_WEIGHT > 0:
             desc, gram = model.description_features()
             attr_logits = self._attribute_logits(image_features, label_features, desc, gram)
