@@ -6,7 +6,9 @@
         --output-dir output/... DATASET.NUM_SHOTS 16
 
 Differences from upstream: ``--seed 0`` is honoured; an output directory whose run
-has finished is refused (pick another one), and a partial one is resumed.
+has finished is refused (pick another one), and a partial one is resumed; a run holds
+its output directory's lock (``dassl.run_lock``) for its whole life, so a second run on
+the same directory stops at once with exit code 75 instead of clobbering the first.
 """
 from __future__ import annotations
 
@@ -19,6 +21,7 @@ import torch
 
 from dassl.config import get_cfg_default
 from dassl.engine import build_trainer
+from dassl.run_lock import RUN_LOCKED_EXIT_CODE, RunLock, RunLockedError
 from dassl.utils import collect_env_info, set_random_seed, setup_logger
 
 END_SIGNALS = ("Finish training", "Finished training")
@@ -131,6 +134,21 @@ def main(args: argparse.Namespace) -> None:
     register_components()
     cfg = setup_cfg(args)
 
+    # Taken before anything reads or writes the folder (the finished check, the log).
+    lock = RunLock(cfg.OUTPUT_DIR)
+    try:
+        lock.acquire()
+    except RunLockedError as err:
+        print(f"error: {err}", file=sys.stderr)
+        raise SystemExit(RUN_LOCKED_EXIT_CODE) from None
+    try:
+        run_locked(args, cfg)
+    finally:
+        lock.release()
+
+
+def run_locked(args: argparse.Namespace, cfg) -> None:
+    """The run itself, while this process holds the output directory's lock."""
     done = finished_run(cfg.OUTPUT_DIR, args.eval_only)
     if done:
         raise SystemExit(
