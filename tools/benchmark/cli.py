@@ -165,6 +165,11 @@ def cmd_run(args: argparse.Namespace) -> int:
         return _print_outcome(statuses(plan.runs, events.read()))
 
     from .slurm import SlurmOptions, chains_to_submit, current_statuses, parse_sbatch_options, submit, wait_for_jobs
+    from .squeue import slurm_available
+
+    if not slurm_available():
+        raise ValueError("--launcher slurm: sbatch/squeue not found; run this on a SLURM login node "
+                         "(or start the test cluster: bash tools/slurm/local_cluster.sh start)")
 
     options = SlurmOptions(partition=args.partition, gpus_per_run=args.gpus_per_run, cpus_per_run=args.cpus_per_run,
                            mem_gb=args.mem_gb, time_min=args.time_min, array_parallelism=args.array_parallelism,
@@ -187,7 +192,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     done_now = sum(1 for s in before.values() if s.state == DONE)
     progress = Progress(len(plan.runs), done_now, enabled=not args.no_progress)
     try:
-        final = wait_for_jobs(plan.runs, events, progress, args.poll)
+        final = wait_for_jobs(plan.runs, events, progress, args.poll, ids)
     except KeyboardInterrupt:
         progress.close()
         print("Stopped waiting; the jobs go on. Follow with: python -m tools.benchmark status "

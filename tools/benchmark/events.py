@@ -37,14 +37,28 @@ class EventLog:
     def __init__(self, benchmark_dir: Path) -> None:
         self.path = Path(benchmark_dir) / EVENTS_NAME
 
-    def append(self, event: str, **fields: Any) -> Dict[str, Any]:
+    def append(self, event: str, lock_timeout_s: Optional[float] = None, **fields: Any) -> Dict[str, Any]:
+        """Append one event. ``lock_timeout_s``: from a signal handler, which may have
+        interrupted this very process inside an append, give up waiting for the lock after
+        that long and write anyway (one short O_APPEND write) rather than deadlock."""
         now = time.time()
         record = {"time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now)), "unix": round(now, 3),
                   "event": event, "host": socket.gethostname(), "pid": os.getpid(), **fields}
         line = json.dumps(record) + "\n"
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with open(self.path, "a") as f:
-            fcntl.flock(f, fcntl.LOCK_EX)
+            if lock_timeout_s is None:
+                fcntl.flock(f, fcntl.LOCK_EX)
+            else:
+                deadline = time.monotonic() + lock_timeout_s
+                while True:
+                    try:
+                        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                        break
+                    except BlockingIOError:
+                        if time.monotonic() > deadline:
+                            break
+                        time.sleep(0.01)
             f.write(line)
             f.flush()
         return record

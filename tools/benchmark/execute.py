@@ -69,7 +69,7 @@ def classify(run: Run, rc: int, seconds: float, console: Path) -> Outcome:
         return Outcome(DONE, rc, seconds, "finished by another process")
     sig = killed_by(rc)
     if sig is not None:
-        return Outcome(INTERRUPTED, rc, seconds, f"stopped by {_signal_name(sig)}; the next run resumes it")
+        return Outcome(INTERRUPTED, rc, seconds, f"stopped by {_signal_name(sig)}")
     if rc == 0:
         return Outcome(FAILED, rc, seconds, f"the script exited 0 but {run.outdir}/log.txt holds no result")
     return Outcome(FAILED, rc, seconds, f"exit code {rc}; see {console}")
@@ -160,5 +160,5 @@ def execute_run(run: Run, plan_env: Mapping[str, str], events: EventLog,
 
 
 def record_skip(run: Run, failed_dep: str, events: EventLog, **event_fields: Any) -> None:
-    events.append("skip", run=run.run_id, reason=f"needs {failed_dep}, which failed", **event_fields)
+    events.append("skip", run=run.run_id, reason=f"needs {failed_dep}, which did not finish", **event_fields)
 

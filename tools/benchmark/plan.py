@@ -14,6 +14,7 @@ import hashlib
 import json
 import os
 import os.path as osp
+import re
 import subprocess
 import sys
 import time
@@ -25,11 +26,22 @@ from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 from .grid import Grid
 from .methods import REPO, SCRIPTS, Method, discover_methods, select_methods
 
-# The environment variables scripts/lib.sh reads (its header documents them; a test
-# checks this list against the file). They are captured at plan time and passed to
-# every run, so a run executes exactly as planned, on this machine or a SLURM node.
-SCRIPT_ENV = ("DATA", "OUTPUT", "SHOTS", "CFG", "SOURCE", "PYTHON", "FEWSHOT_TAG")
 PLAN_PREFIX = "SEMPT_PLAN "
+_DEFAULTED_VARIABLE = re.compile(r"\$\{([A-Z][A-Z0-9_]*):-")
+
+
+def script_variables(scripts_dir: Path = SCRIPTS) -> List[str]:
+    """The environment variables the scripts read (``${NAME:-default}``), e.g. DATA, SHOTS, CFG,
+    and a method's own switches such as NCTX in scripts/coop/fewshot.sh.
+
+    Their values are captured at plan time and given to every run, so a run executes as
+    planned, on this machine or on a SLURM node, whatever the shell it starts from.
+    """
+    names = set()
+    for path in sorted(scripts_dir.glob("*.sh")) + sorted(scripts_dir.glob("*/*.sh")):
+        names.update(_DEFAULTED_VARIABLE.findall(path.read_text()))
+    names.discard("SEMPT_PLAN")  # the planner's own switch, never a run's
+    return sorted(names | {"DATA"})
 
 
 class PlanError(RuntimeError):
@@ -129,7 +141,7 @@ def benchmark_dir(output: str) -> Path:
 
 def script_env(output: str, environ: Mapping[str, str]) -> Dict[str, str]:
     """The scripts' environment for runs under ``output``, from the caller's environment."""
-    env = {k: environ[k] for k in SCRIPT_ENV if environ.get(k)}
+    env = {k: environ[k] for k in script_variables() if environ.get(k)}
     if "DATA" not in env:
         raise PlanError("DATA is not set: export DATA=/path/to/datasets (the folder holding e.g. "
                         "eurosat/, imagenet/, or where the synthetic world is written)")
@@ -144,7 +156,8 @@ def script_env(output: str, environ: Mapping[str, str]) -> Dict[str, str]:
 def child_environ(env: Mapping[str, str], extra: Optional[Mapping[str, str]] = None,
                   environ: Optional[Mapping[str, str]] = None) -> Dict[str, str]:
     """The process environment of a script call: the caller's, with the script variables as planned."""
-    base = {k: v for k, v in (os.environ if environ is None else environ).items() if k not in SCRIPT_ENV}
+    variables = set(script_variables())
+    base = {k: v for k, v in (os.environ if environ is None else environ).items() if k not in variables}
     return {**base, **env, **(extra or {})}
 
 
@@ -232,14 +245,17 @@ def build_plan(grid: Grid, output: str, environ: Optional[Mapping[str, str]] = N
 
     # The training each cross-dataset evaluation's model comes from: xd_train.sh SOURCE SEED.
     opts = _method_opts(grid, chosen)
-    trainings: Dict[Invocation, str] = {}
+    trainings: Dict[Invocation, List[str]] = {}
     for inv, proto, rec in planned:
         if inv.script == "xd_test.sh":
             seed = inv.args[1]
             train = Invocation(inv.folder, "xd_train.sh", (rec["source"], seed) + tuple(opts[inv.folder]))
-            trainings.setdefault(train, proto)
+            protocols = trainings.setdefault(train, [])
+            if proto not in protocols:
+                protocols.append(proto)
     train_records = _plan_all(list(trainings), env)
-    planned = [(inv, proto, rec) for (inv, proto), rec in zip(trainings.items(), train_records)] + planned
+    planned = [(inv, proto, rec) for (inv, protos), rec in zip(trainings.items(), train_records)
+               for proto in protos] + planned
 
     root = osp.abspath(output)
     runs: Dict[str, Run] = {}

@@ -34,7 +34,7 @@ from .methods import REPO
 from .plan import Run, benchmark_dir
 from .progress import Progress
 from .squeue import queue_states
-from .state import PENDING, QUEUED, RUNNING, RunStatus, is_finished, statuses, totals
+from .state import QUEUED, RUNNING, RunStatus, is_finished, statuses, totals
 
 SKIPPED = "skipped"
 
@@ -144,7 +144,9 @@ class ChainJob(Checkpointable):
 
     def checkpoint(self, *args, **kwargs) -> DelayedSubmission:
         """Requeue the same chain: finished runs are skipped, the interrupted one resumes."""
-        self._events().append("requeue", runs=[r["run_id"] for r in self.runs], job_id=_job_id(), launcher="slurm")
+        # Called from submitit's signal handler: never wait long for the event log's lock.
+        self._events().append("requeue", lock_timeout_s=2.0, runs=[r["run_id"] for r in self.runs], job_id=_job_id(),
+                              launcher="slurm")
         return DelayedSubmission(self, *args, **kwargs)
 
 
@@ -186,9 +188,10 @@ def current_statuses(runs: Sequence[Run], events: EventLog) -> List[RunStatus]:
     return statuses(runs, records, queue)
 
 
-def wait_for_jobs(runs: Sequence[Run], events: EventLog, progress: Optional[Progress], poll_s: float
-                  ) -> List[RunStatus]:
-    """Poll until no run is queued or running; return the final states."""
+def wait_for_jobs(runs: Sequence[Run], events: EventLog, progress: Optional[Progress], poll_s: float,
+                  job_ids: Sequence[str] = ()) -> List[RunStatus]:
+    """Poll until no run is queued or running and ``job_ids`` have left the queue (so their
+    events and logs are complete); return the final states."""
     while True:
         items = current_statuses(runs, events)
         counts = totals(items)
@@ -196,9 +199,7 @@ def wait_for_jobs(runs: Sequence[Run], events: EventLog, progress: Optional[Prog
             progress.update(done=counts[DONE], failed=counts["failed"], running=counts[RUNNING],
                             queued=counts[QUEUED])
         if counts[RUNNING] == 0 and counts[QUEUED] == 0:
-            return items
+            if not job_ids or not set(job_ids) & set(queue_states()):
+                return current_statuses(runs, events)
         time.sleep(poll_s)
 
-
-__all__ = ["SlurmOptions", "ChainJob", "chains_to_submit", "submit", "wait_for_jobs", "current_statuses",
-           "parse_sbatch_options", "PENDING"]

@@ -101,7 +101,7 @@ def run_status(run: Run, last: Optional[Mapping], queue: Mapping[str, str]) -> R
     if kind == "skip":
         return RunStatus(run, PENDING, f"skipped: {last.get('reason', '')}")
     if kind == "interrupt":
-        return RunStatus(run, PENDING, f"interrupted ({last.get('reason', '')}); the next run resumes it", console)
+        return RunStatus(run, PENDING, f"interrupted: {last.get('reason', '')}; the next run resumes it", console)
     if kind in ("start", "queue"):
         return RunStatus(run, PENDING, "its launcher stopped before it finished; the next run resumes it", console)
     return RunStatus(run, PENDING)
