@@ -134,12 +134,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     plan = build_plan(grid, output)
     events = EventLog(benchmark_dir(output))
     if args.dry_run:
-        queue = {}
-        if args.launcher == "slurm" and any(e.get("job_id") for e in events.read()):
-            from .squeue import queue_states
-
-            queue = queue_states()
-        _print_plan(plan, statuses(plan.runs, events.read(), queue))
+        _print_plan(plan, statuses(plan.runs, events.read(), _queue_or_none(events.read())))
         return 0
     path = save_plan(plan)
     events.append("plan", plan=str(path), runs=len(plan.runs), launcher=args.launcher)
@@ -178,7 +173,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     before = {s.run.run_id: s for s in current_statuses(plan.runs, events)}
     todo = chains_to_submit(plan.chains(), before)
     in_hand = sum(1 for s in before.values() if s.state in (RUNNING, QUEUED))
-    ids = submit(todo, plan.env, options, events)
+    try:
+        ids = submit(todo, plan.env, options, events)
+    except Exception as err:  # sbatch refused (bad partition, account, limits): say so, no traceback
+        raise ValueError(f"SLURM refused the submission: {err}\nCheck --partition, --gpus-per-run, --mem-gb, "
+                         "--time-min and --sbatch against the cluster's limits (sinfo, scontrol show "
+                         "partition)") from err
     n_runs = sum(len(c) for c in todo)
     if ids:
         array = sorted({i.split("_")[0] for i in ids})
@@ -203,6 +203,19 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 # --------------------------------------------------------------------- status
+def _queue_or_none(records) -> Optional[dict]:
+    """squeue's answer when the event log mentions SLURM jobs; None (unknown) when it cannot be asked."""
+    if not any(e.get("job_id") for e in records):
+        return {}
+    from .squeue import queue_states
+
+    try:
+        return queue_states()
+    except QueueUnavailable as err:
+        print(f"warning: {err}; the state of SLURM jobs is unknown", file=sys.stderr)
+        return None
+
+
 def cmd_status(args: argparse.Namespace) -> int:
     output = os.path.abspath(args.output or default_output())
     plans = load_plans(output)
@@ -212,15 +225,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     runs = merged_runs(plans)
     events = EventLog(benchmark_dir(output))
     records = events.read()
-    queue = {}
-    if any(e.get("job_id") for e in records):
-        from .squeue import queue_states
-
-        try:
-            queue = queue_states()
-        except QueueUnavailable as err:
-            print(f"warning: {err}; SLURM jobs are shown from the event log only", file=sys.stderr)
-    items = statuses(runs, records, queue)
+    items = statuses(runs, records, _queue_or_none(records))
     if not args.totals:
         for item in items:
             if args.state and item.state not in args.state:

@@ -72,8 +72,9 @@ class RunStatus:
     log: str = ""  # where to look: the console log of the last attempt, or the run's log.txt
 
 
-def run_status(run: Run, last: Optional[Mapping], queue: Mapping[str, str]) -> RunStatus:
-    """The state of ``run`` from its folder, its lock, its last event and the SLURM queue."""
+def run_status(run: Run, last: Optional[Mapping], queue: Optional[Mapping[str, str]]) -> RunStatus:
+    """The state of ``run`` from its folder, its lock, its last event and the SLURM queue
+    (``queue`` None: squeue could not be asked, so a job's state is unknown)."""
     if is_finished(run.outdir):
         return RunStatus(run, DONE, log=run_log(run.outdir) or "")
     holder = lock_holder(run.outdir)
@@ -85,6 +86,9 @@ def run_status(run: Run, last: Optional[Mapping], queue: Mapping[str, str]) -> R
     job = last.get("job_id", "")
     console = last.get("console", "")
     if job and kind in ("submit", "start", "requeue", "interrupt"):
+        if queue is None:
+            return RunStatus(run, PENDING, f"SLURM job {job}: state unknown (squeue could not be asked)",
+                             last.get("stdout", console))
         job_state = queue.get(job)
         if job_state in SLURM_ACTIVE:
             if kind == "start" and job_state == "RUNNING":
@@ -113,9 +117,10 @@ def job_ids(events: Sequence[Mapping]) -> List[str]:
 
 def statuses(runs: Sequence[Run], events: Sequence[Mapping], queue: Optional[Mapping[str, str]] = None
              ) -> List[RunStatus]:
+    """Every run's state; ``queue``: squeue's answer, or None when it could not be asked."""
     relevant = {"queue", "submit", "start", "done", "fail", "skip", "elsewhere", "interrupt", "requeue"}
     last = latest_by_run(list(events), relevant)
-    return [run_status(run, last.get(run.run_id), queue or {}) for run in runs]
+    return [run_status(run, last.get(run.run_id), queue) for run in runs]
 
 
 def totals(items: Sequence[RunStatus]) -> Dict[str, int]:
