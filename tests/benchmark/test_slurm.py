@@ -128,3 +128,13 @@ def test_preempted_then_cancelled_jobs_resume_to_the_uninterrupted_result(tmp_pa
     theirs = torch.load(ref_train / "prompt_learner/model.pth.tar-8", map_location="cpu", weights_only=False)
     for key in theirs["state_dict"]:
         assert torch.equal(ours["state_dict"][key], theirs["state_dict"][key]), key
+
+
+def test_a_refused_submission_is_a_clear_error_and_records_nothing(tmp_path, bench_env):
+    out = tmp_path / "out"
+    result = benchmark("run", "--protocol", "base2new", "--datasets", "synthetic", "--methods", "CoOp", "--seeds", "1",
+                       "--launcher", "slurm", "--partition", "no_such_partition", "--detach", "--output", str(out),
+                       env=bench_env)
+    assert result.returncode == 2 and "SLURM refused the submission" in result.stderr
+    assert "Check --partition" in result.stderr and "Traceback" not in result.stderr
+    assert not [e for e in events(out) if e["event"] == "submit"]
