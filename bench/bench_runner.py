@@ -1,6 +1,6 @@
 """Benchmark runner timings: the synthetic base-to-novel grid with 1 and 2 local slots, and on SLURM.
 
-    python bench/bench_runner.py [--seeds 1 2 3] [--slurm] [--keep DIR]
+    python bench/bench_runner.py [--seeds 1 2 3] [--slurm] [--only CONFIG ...] [--keep DIR]
 
 The grid: every method that can run on the synthetic world (``scripts/*/method.sh`` with a
 ``synthetic`` config) x the seeds, base-to-novel (train + test), with the configs' own
@@ -9,6 +9,8 @@ users run it: ``python -m tools.benchmark run ...`` in a subprocess. With ``--sl
 cluster must answer, e.g. ``bash tools/slurm/local_cluster.sh start``) the same grid runs
 through ``--launcher slurm`` with one CPU per array task; its per-task overhead is
 (SLURM wall time - 2-slot local wall time) / array tasks, both running two at a time.
+``slots1-threads1`` (one slot, one thread; run with ``--only slots1-threads1``) separates
+the cost of two threads inside one small run from the gain of two runs at once.
 The machine's load average is printed with every number: other work skews them.
 """
 from __future__ import annotations
@@ -64,6 +66,8 @@ def main() -> None:
     parser.add_argument("--slurm", action="store_true", help="also time --launcher slurm (needs a cluster)")
     parser.add_argument("--keep", help="work in this folder (kept) instead of a temporary one")
     parser.add_argument("--json", help="also write the numbers to this JSON file")
+    parser.add_argument("--only", nargs="+", choices=["slots1", "slots2", "slurm", "slots1-threads1"],
+                        help="time only these configurations (default: slots1 slots2 [slurm])")
     args = parser.parse_args()
 
     work = Path(args.keep or tempfile.mkdtemp(prefix="bench_runner_"))
@@ -81,10 +85,14 @@ def main() -> None:
           f"{os.cpu_count()} CPUs; work folder {work}", flush=True)
 
     results = []
-    configs = [("local, --slots 1", ["--slots", "1", "--gpus", "none"]),
-               ("local, --slots 2", ["--slots", "2", "--gpus", "none"])]
-    if args.slurm:
-        configs.append(("slurm, 1 CPU per task", ["--launcher", "slurm", "--cpus-per-run", "1", "--poll", "1"]))
+    available = {
+        "slots1": ("local, --slots 1", ["--slots", "1", "--gpus", "none"]),
+        "slots1-threads1": ("local, --slots 1 --threads 1", ["--slots", "1", "--threads", "1", "--gpus", "none"]),
+        "slots2": ("local, --slots 2", ["--slots", "2", "--gpus", "none"]),
+        "slurm": ("slurm, 1 CPU per task", ["--launcher", "slurm", "--cpus-per-run", "1", "--poll", "1"]),
+    }
+    chosen = args.only or (["slots1", "slots2"] + (["slurm"] if args.slurm else []))
+    configs = [available[name] for name in chosen]
     for name, extra in configs:
         tag = name.replace(" ", "").replace(",", "_").replace("-", "")
         env = dict(base_env, SEMPT_CACHE_DIR=str(work / f"cache_{tag}"))
@@ -95,14 +103,16 @@ def main() -> None:
         print(f"  {name}: {seconds:.0f} s (load average before {load_before}, after {load()})", flush=True)
 
     one = results[0]["seconds"]
-    print("\n| launcher | runs | wall time | speed-up vs 1 slot | load average (1/5/15 min) before -> after |")
+    print(f"\n| launcher | runs | wall time | speed-up vs {results[0]['config']} | load average (1/5/15 min) "
+          "before -> after |")
     print("|---|---|---|---|---|")
     for r in results:
         print(f"| {r['config']} | {r['runs']} | {r['seconds']:.0f} s | {one / r['seconds']:.2f}x | "
               f"{r['load_before']} -> {r['load_after']} |")
-    if args.slurm:
+    by_config = {name: r["seconds"] for name, r in zip(chosen, results)}
+    if "slurm" in by_config and "slots2" in by_config:
         tasks = len(methods) * len(args.seeds)  # one array task per train+test chain
-        overhead = (results[2]["seconds"] - results[1]["seconds"]) / tasks
+        overhead = (by_config["slurm"] - by_config["slots2"]) / tasks
         print(f"\nSLURM overhead: {overhead:.1f} s per array task ({tasks} tasks, two at a time like the "
               "2 local slots)")
         results.append({"config": "slurm overhead per array task", "seconds": round(overhead, 1), "tasks": tasks})
