@@ -10,6 +10,7 @@ folder is ``D``. Cross-dataset evaluations name the dataset their model is train
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -30,7 +31,8 @@ PLAN_PREFIX = "SEMPT_PLAN "
 _DEFAULTED_VARIABLE = re.compile(r"\$\{([A-Z][A-Z0-9_]*):-")
 
 
-def script_variables(scripts_dir: Path = SCRIPTS) -> List[str]:
+@functools.lru_cache(maxsize=None)  # read once per process: every script call of a plan needs it
+def script_variables(scripts_dir: Path = SCRIPTS) -> Tuple[str, ...]:
     """The environment variables the scripts read (``${NAME:-default}``), e.g. DATA, SHOTS, CFG,
     and a method's own switches such as NCTX in scripts/coop/fewshot.sh.
 
@@ -41,7 +43,7 @@ def script_variables(scripts_dir: Path = SCRIPTS) -> List[str]:
     for path in sorted(scripts_dir.glob("*.sh")) + sorted(scripts_dir.glob("*/*.sh")):
         names.update(_DEFAULTED_VARIABLE.findall(path.read_text()))
     names.discard("SEMPT_PLAN")  # the planner's own switch, never a run's
-    return sorted(names | {"DATA"})
+    return tuple(sorted(names | {"DATA"}))
 
 
 class PlanError(RuntimeError):
