@@ -124,7 +124,7 @@ def harmonic_mean(base: float, novel: float) -> float:
     return 2 * base * novel / (base + novel) if base + novel > 0 else 0.0
 
 
-def _is_eval_only(fpath: str) -> bool:
+def is_eval_only(fpath: str) -> bool:
     """Whether the log is of an ``--eval-only`` run (its argument dump says so)."""
     with open(fpath, errors="replace") as f:
         return any(line.strip() == "eval_only: True" for line in f)
@@ -141,7 +141,7 @@ def collect_base2new(root: str, keyword: str = "accuracy") -> Base2NewResults:
         for log in sorted(glob.glob(osp.join(top, "*", "*", "*", "*", "seed*", "log.txt"))):
             dataset, shots, trainer, cfg, seed = osp.relpath(osp.dirname(log), top).split(os.sep)
             log_signals = signals
-            if phase == "base" and _is_eval_only(log):
+            if phase == "base" and is_eval_only(log):
                 log_signals = TEST_SIGNALS  # zero-shot "training" runs only evaluate: no end-of-training line
             value = parse_log(log, keyword, log_signals)
             if value is not None:

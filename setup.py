@@ -30,6 +30,9 @@ setup(
         "scipy",
         # scripts/lib.sh reads a config's OPTIM.MAX_EPOCH with it (yacs needs it too).
         "PyYAML",
+        # python -m tools.benchmark: SLURM job arrays, and the report's figures.
+        "submitit>=1.4",
+        "matplotlib>=3.5",
     ],
     extras_require={"test": ["pytest"]},
 )

@@ -7,7 +7,9 @@
         --output-dir output/... DATASET.NUM_SHOTS 16
 
 Differences from upstream: ``--seed 0`` is honoured; an output directory whose run
-has finished is refused (pick another one), and a partial one is resumed.
+has finished is refused (pick another one), and a partial one is resumed; a run holds
+its output directory's lock (``dassl.run_lock``) for its whole life, so a second run on
+the same directory stops at once with exit code 75 instead of clobbering the first.
 """
 from __future__ import annotations
 
@@ -20,6 +22,7 @@ import torch
 
 from dassl.config import get_cfg_default
 from dassl.engine import build_trainer
+from dassl.run_lock import RUN_LOCKED_EXIT_CODE, RunLock, RunLockedError
 from dassl.utils import collect_env_info, set_random_seed, setup_logger
 
 END_SIGNALS = ("Finish training", "Finished training")
@@ -106,16 +109,19 @@ def print_args(args: argparse.Namespace, cfg) -> None:
     print(cfg)
 
 
-def finished_run(output_dir: str, eval_only: bool) -> Optional[str]:
+def finished_run(output_dir: str, eval_only: bool, tests: bool = True) -> Optional[str]:
     """The path of ``output_dir``'s log if it records a finished run, else None.
 
-    A training run is finished once it printed the end-of-training line; an
-    evaluation run once it printed a result block.
+    A run is finished once it printed its result block (``=> result``), as the scripts
+    (``finished`` in ``scripts/lib.sh``) and the benchmark runner judge it: a training run
+    stopped between the end of training and the end of its final test is not finished,
+    and running it again resumes it (the epochs are done, the test runs). A training run
+    that does not test (``tests=False``: ``TEST.NO_TEST``) is finished at the end of training.
     """
     log = osp.join(output_dir, "log.txt")
     if not osp.isfile(log):
         return None
-    signals = (RESULT_SIGNAL,) if eval_only else END_SIGNALS
+    signals = (RESULT_SIGNAL,) if eval_only or tests else END_SIGNALS
     with open(log, errors="replace") as f:
         if any(line.strip() in signals for line in f):
             return log
@@ -134,7 +140,22 @@ def main(args: argparse.Namespace) -> None:
     register_components()
     cfg = setup_cfg(args)
 
-    done = finished_run(cfg.OUTPUT_DIR, args.eval_only)
+    # Taken before anything reads or writes the folder (the finished check, the log).
+    lock = RunLock(cfg.OUTPUT_DIR)
+    try:
+        lock.acquire()
+    except RunLockedError as err:
+        print(f"error: {err}", file=sys.stderr)
+        raise SystemExit(RUN_LOCKED_EXIT_CODE) from None
+    try:
+        run_locked(args, cfg)
+    finally:
+        lock.release()
+
+
+def run_locked(args: argparse.Namespace, cfg) -> None:
+    """The run itself, while this process holds the output directory's lock."""
+    done = finished_run(cfg.OUTPUT_DIR, args.eval_only, tests=not cfg.TEST.NO_TEST)
     if done:
         raise SystemExit(
             f'Refusing to overwrite the finished run in "{cfg.OUTPUT_DIR}" (see {done}). '

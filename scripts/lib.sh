@@ -21,6 +21,11 @@
 #   OUTPUT  output root (default: output)
 #   SHOTS   shots of the base-to-new and cross-dataset protocols (default: 16)
 #   PYTHON  interpreter (default: python)
+#   SEMPT_PLAN  1: plan mode (used by `python -m tools.benchmark`): print the run instead
+#           of running it, as one line `SEMPT_PLAN {json}` with "outdir", "finished" (as
+#           tested below), "trainer", "source" (cross-dataset runs: the dataset the model
+#           is trained on, else "") and "argv" (the exact train.py command, run from the
+#           repository root "cwd"); the trained model a test needs is not required to exist.
 #
 # A run whose log already holds the final "=> result" block is skipped; an unfinished
 # one is run again in the same folder, where training resumes from its checkpoint.
@@ -110,20 +115,50 @@ finished() {  # finished DIR: its log holds the final result block
     grep -qs '^=> result' "$1"/log.txt*
 }
 
+json_string() {  # json_string TEXT -> TEXT as a JSON string literal
+    local s=$1
+    s=${s//\\/\\\\}
+    s=${s//\"/\\\"}
+    s=${s//$'\n'/\\n}
+    s=${s//$'\r'/\\r}
+    s=${s//$'\t'/\\t}
+    printf '"%s"' "$s"
+}
+
+plan_record() {  # plan_record OUTDIR ARGV...: the SEMPT_PLAN line of one run
+    local outdir=$1 done=false arg argv="" sep=""
+    shift
+    if finished "$outdir"; then done=true; fi
+    for arg in "$@"; do
+        argv+="${sep}$(json_string "$arg")"
+        sep=", "
+    done
+    printf 'SEMPT_PLAN {"outdir": %s, "finished": %s, "trainer": %s, "source": %s, "cwd": %s, "argv": [%s]}\n' \
+        "$(json_string "$outdir")" "$done" "$(json_string "$TRAINER")" "$(json_string "${PLAN_SOURCE:-}")" \
+        "$(json_string "$REPO_ROOT")" "$argv"
+}
+
 launch() {  # launch OUTDIR TRAIN_PY_ARGS...
     local outdir=$1
     shift
+    local eval_args=()
+    if [[ "$EVAL_ONLY" == 1 ]]; then eval_args=(--eval-only); fi
+    local command=("$PYTHON" train.py --root "$DATA" --output-dir "$outdir" "${eval_args[@]}" "$@")
+    if [[ "${SEMPT_PLAN:-0}" == 1 ]]; then
+        plan_record "$outdir" "${command[@]}"
+        return 0
+    fi
     if finished "$outdir"; then
         echo "The results exist at ${outdir} (finished; skip this job)"
         return 0
     fi
     if [[ -d "$outdir" ]]; then echo "Unfinished run at ${outdir}: running it again"; fi
-    local eval_args=()
-    if [[ "$EVAL_ONLY" == 1 ]]; then eval_args=(--eval-only); fi
-    "$PYTHON" train.py --root "$DATA" --output-dir "$outdir" "${eval_args[@]}" "$@"
+    "${command[@]}"
 }
 
 require_model() {  # require_model DIR HINT
+    # In plan mode the model is not there yet: the plan orders the training before this run.
+    if [[ "${SEMPT_PLAN:-0}" == 1 ]]; then return 0; fi
     [[ -d "$1" ]] || die "no trained model at $1; run $2 first"
 }
 
@@ -193,6 +228,7 @@ run_xd_train() {  # [SOURCE] SEED [KEY VALUE ...]: all classes of SOURCE (defaul
     cfg=$(pick_cfg "$source")
     config=$(config_file "$cfg")
     data_config=$(dataset_file "$source")
+    PLAN_SOURCE=$source
     launch "$(xd_model_dir "$source" "$cfg" "$seed")" \
         --seed "$seed" --trainer "$TRAINER" \
         --dataset-config-file "$data_config" --config-file "$config" \
@@ -211,6 +247,7 @@ run_xd_test() {  # DATASET SEED [KEY VALUE ...]: the source model (see xd_source
     data_config=$(dataset_file "$dataset")
     epoch=$(max_epoch "$config" "$@")
     if [[ "$source" != imagenet ]]; then tag="_from_${source}"; fi
+    PLAN_SOURCE=$source
     local model_args=()
     if [[ "$EVAL_ONLY" != 1 ]]; then
         local model_dir

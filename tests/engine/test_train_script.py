@@ -66,3 +66,24 @@ def test_partial_run_is_resumed(toy_root, tmp_path):
     run(argv)
     assert "Finish training" in (out / "log.txt").read_text()
     assert any(n.startswith("log.txt-") for n in os.listdir(out))  # the old log is kept
+
+
+def test_a_run_stopped_before_its_final_test_is_finished_by_running_it_again(toy_root, tmp_path):
+    """Killed between "Finish training" and its result: not finished (as the scripts judge it);
+    running it again trains nothing and tests."""
+    out = tmp_path / "run"
+    argv = ["--root", toy_root, "--trainer", "EngineToyTrainer", "--seed", "1", "--output-dir", str(out)] + TOY_OPTS
+    run(argv)
+    full = (out / "log.txt").read_text()
+    (out / "log.txt").write_text(full[:full.index("=> result")])  # the final test never printed
+    run(argv)
+    again = (out / "log.txt").read_text()
+    assert "Training already finished (2/2 epochs)" in again and "=> result" in again
+    with pytest.raises(SystemExit, match="Refusing to overwrite the finished run"):
+        run(argv)
+    # Without a final test (TEST.NO_TEST), the end of training is the end of the run.
+    quiet = tmp_path / "no_test"
+    argv = ["--root", toy_root, "--trainer", "EngineToyTrainer", "--seed", "1", "--output-dir", str(quiet)]
+    run(argv + TOY_OPTS + ["TEST.NO_TEST", "True"])
+    with pytest.raises(SystemExit, match="Refusing to overwrite the finished run"):
+        run(argv + TOY_OPTS + ["TEST.NO_TEST", "True"])

@@ -182,3 +182,57 @@ def test_tcp_trains_sun397_and_imagenet_for_25_epochs(tmp_path, env):
         assert f"--load-epoch {epochs} " in result.stdout
     xd = run("tcp/xd_train.sh", "1", env=env, cwd=tmp_path)
     assert xd.returncode == 0 and "--config-file configs/trainers/TCP/vit_b16_ep25_ctxv1.yaml" in xd.stdout
+
+
+# ------------------------------------------------------------------ plan mode
+RECORDER = """#!/bin/bash
+# Stands in for python: reads configs like python (-c), records the train.py command instead of running it.
+if [[ "$1" == "-c" ]]; then exec {python} "$@"; fi
+printf '%s\\n' "$@" > "$RECORD"
+"""
+
+
+def plan_record(script: str, *args: str, env: dict, cwd: Path) -> dict:
+    import json
+
+    result = run(script, *args, env=dict(env, SEMPT_PLAN="1"), cwd=cwd)
+    assert result.returncode == 0, result.stderr
+    lines = [line for line in result.stdout.splitlines() if line.startswith("SEMPT_PLAN ")]
+    assert len(lines) == 1, result.stdout
+    return json.loads(lines[0][len("SEMPT_PLAN "):])
+
+
+@pytest.mark.parametrize("script,args", [
+    ("coop/base2new_train.sh", ("synthetic", "1")),
+    ("sempt/base2new_test.sh", ("synthetic", "2", "OPTIM.MAX_EPOCH", "3")),
+    ("zsclip/base2new_test.sh", ("synthetic", "1")),
+    ("kgcoop/xd_train.sh", ("synthetic", "1")),
+    ("cocoop/xd_test.sh", ("synthetic", "1")),
+    ("sempt/fewshot.sh", ("synthetic", "4", "3", "TRAINER.SEMPT.CTX_INIT", 'a "quoted" \\ tab\there')),
+])
+def test_plan_mode_prints_exactly_the_command_the_script_runs(tmp_path, env, script, args):
+    recorder = tmp_path / "python"
+    recorder.write_text(RECORDER.format(python=sys.executable))
+    recorder.chmod(0o755)
+    env = dict(env, PYTHON=str(recorder), RECORD=str(tmp_path / "argv.txt"))
+    record = plan_record(script, *args, env=env, cwd=tmp_path)
+    assert record["finished"] is False and record["cwd"] == str(REPO)
+    if "test" in script and "zsclip" not in script:  # the model is missing: plan mode does not care
+        assert "--model-dir" in record["argv"]
+        model_dir = Path(record["argv"][record["argv"].index("--model-dir") + 1])
+        model_dir.mkdir(parents=True)  # the real run needs it to exist
+    result = run(script, *args, env=env, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    executed = (tmp_path / "argv.txt").read_text().split("\n")[:-1]
+    assert [str(recorder)] + executed == record["argv"]
+    assert record["argv"][record["argv"].index("--output-dir") + 1] == record["outdir"]
+    assert record["source"] == ("synthetic" if "xd_" in script else "")
+
+
+def test_plan_mode_reports_a_finished_run_and_changes_nothing(tmp_path, env):
+    record = plan_record("coop/base2new_train.sh", "synthetic", "1", env=env, cwd=tmp_path)
+    outdir = Path(record["outdir"])
+    assert not outdir.exists()  # planning creates nothing
+    outdir.mkdir(parents=True)
+    (outdir / "log.txt").write_text("Finish training\n=> result\n* accuracy: 50.0%\n")
+    assert plan_record("coop/base2new_train.sh", "synthetic", "1", env=env, cwd=tmp_path)["finished"] is True
