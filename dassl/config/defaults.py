@@ -1,8 +1,10 @@
 """Upstream Dassl's default config (its ``dassl/config/defaults.py``), minus the DA/DG/SSL trainer nodes.
 
-Two project keys are added: ``DATASET.SUBSAMPLE_CLASSES`` (all|base|new, the
-base-to-new protocol) and ``DATASET.CACHE_DIR`` (where split/few-shot caches go when
-the data folder is read-only; empty = inside the dataset folder).
+Project keys are added: ``DATASET.SUBSAMPLE_CLASSES`` (all|base|new, the base-to-new
+protocol; pseudo_base|pseudo_new, the base labels split again for hyper-parameter
+search), ``DATASET.CACHE_DIR`` (where split/few-shot caches go when the data folder is
+read-only; empty = inside the dataset folder) and ``DATASET.VAL_FEWSHOT`` (False: keep the
+whole val split instead of upstream's few-shot sample of it).
 """
 from .node import CfgNode as CN
 
@@ -54,8 +56,9 @@ _C.DATASET.CIFAR_C_TYPE = ""
 _C.DATASET.CIFAR_C_LEVEL = 1
 _C.DATASET.ALL_AS_UNLABELED = False
 # Project keys
-_C.DATASET.SUBSAMPLE_CLASSES = "all"  # all | base | new
+_C.DATASET.SUBSAMPLE_CLASSES = "all"  # all | base | new | pseudo_base | pseudo_new (base labels split again)
 _C.DATASET.CACHE_DIR = ""
+_C.DATASET.VAL_FEWSHOT = True  # sample val to min(NUM_SHOTS, 4) per class as upstream; False: the whole val
 
 # Dataloader
 _C.DATALOADER = CN()

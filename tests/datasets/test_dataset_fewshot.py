@@ -151,3 +151,29 @@ def test_dataset_cache_prefers_dataset_folder_when_writable(tmp_path):
     (tmp_path / "c" / "ds").mkdir(parents=True)
     (tmp_path / "c" / "ds" / "x.json").write_text("{}")
     assert cache.find("x.json") == str(tmp_path / "c" / "ds" / "x.json")
+
+
+def test_pseudo_splits_divide_the_base_labels_only():
+    train = [Datum(f"/x/{i}.jpg", i % 10, 0, f"class {i % 10}") for i in range(40)]
+    (pb,) = subsample_classes(train, subsample="pseudo_base")
+    (pn,) = subsample_classes(train, subsample="pseudo_new")
+    (base,) = subsample_classes(train, subsample="base")
+    assert sorted({d.classname for d in pb}) == [f"class {i}" for i in range(3)]  # ceil(5 / 2) of the 5 base
+    assert sorted({d.classname for d in pn}) == ["class 3", "class 4"]
+    assert {d.classname for d in pb} | {d.classname for d in pn} == {d.classname for d in base}
+    assert sorted({d.label for d in pn}) == [0, 1]  # relabelled from 0, as base/new
+
+
+def test_whole_val_keeps_the_fewshot_train_sample(tmp_path):
+    from tests.utils.dataset_cfg import make_cfg as dataset_cfg
+    from dassl.data.datasets import DATASET_REGISTRY
+
+    make_eurosat_tree(tmp_path, n_per_class=20)
+    upstream = load(tmp_path, "EuroSAT", shots=2, seed=1, rng_seed=1)
+    cfg = dataset_cfg(tmp_path, "EuroSAT", shots=2, seed=1)
+    cfg.DATASET.VAL_FEWSHOT = False
+    random.seed(1)
+    whole = DATASET_REGISTRY.get("EuroSAT")(cfg)
+    assert [d.impath for d in whole.train_x] == [d.impath for d in upstream.train_x]
+    assert len(upstream.val) == 10 * 2  # min(2, 4) per class, as upstream
+    assert len(whole.val) == 10 * 4  # every val image of the split (20 per class x 20%)

@@ -36,7 +36,10 @@ from .base_dataset import DatasetBase, Datum
 DataSource = List[Datum]
 Splits = Tuple[DataSource, DataSource, DataSource]
 
-SUBSAMPLE_CHOICES = ("all", "base", "new")
+# base / new: the base-to-novel protocol (the first ceil(n/2) labels / the rest). pseudo_base /
+# pseudo_new split the *base* labels the same way again, so hyper-parameters can be chosen on
+# a base-to-novel problem made of base classes only, never looking at a novel class.
+SUBSAMPLE_CHOICES = ("all", "base", "new", "pseudo_base", "pseudo_new")
 FEWSHOT_DIRNAME = "split_fewshot"
 VAL_SHOTS_CAP = 4  # upstream samples val with min(K, 4) shots
 
@@ -101,7 +104,8 @@ def save_split(train: DataSource, val: DataSource, test: DataSource, filepath: s
 
 # ----------------------------------------------------------------- class subsampling
 def subsample_classes(*splits: DataSource, subsample: str = "all") -> List[DataSource]:
-    """Keep the base (first ``ceil(n/2)``) or new (remaining) labels, relabelled from 0.
+    """Keep the base (first ``ceil(n/2)``) or new (remaining) labels, relabelled from 0; the
+    ``pseudo_`` choices split the base labels in the same way.
 
     The label set comes from the first split (the train split, after few-shot), as
     upstream. Returns one list per input split (the inputs unchanged for ``"all"``).
@@ -114,7 +118,10 @@ def subsample_classes(*splits: DataSource, subsample: str = "all") -> List[DataS
         return list(splits)
     labels = sorted({item.label for item in splits[0]})
     m = math.ceil(len(labels) / 2)
-    selected = labels[:m] if subsample == "base" else labels[m:]
+    if subsample.startswith("pseudo_"):
+        labels = labels[:m]
+        m = math.ceil(len(labels) / 2)
+    selected = labels[:m] if subsample.endswith("base") else labels[m:]
     relabeler = {old: new for new, old in enumerate(selected)}
     print(f"SUBSAMPLE {subsample.upper()} CLASSES!")
     output = []
@@ -391,7 +398,8 @@ def check_layout(reader: str, source: Optional[DatasetSource], root: str, datase
 
 # ------------------------------------------------------------------------ base reader
 def cfg_dataset_options(cfg: Any) -> Tuple[str, int, str, str, int]:
-    """``(root, num_shots, subsample, cache_dir, seed)`` from a config, validated."""
+    """``(root, num_shots, subsample, cache_dir, seed)`` from a config, validated (see also
+    ``DATASET.VAL_FEWSHOT``, read by :class:`CoOpDataset`)."""
     ds = cfg.DATASET
     root = os.path.abspath(os.path.expanduser(ds.ROOT))
     subsample = ds.get("SUBSAMPLE_CLASSES", "all")
@@ -436,7 +444,12 @@ class CoOpDataset(DatasetBase):
         self.check_layout()
 
         splits = dict(zip(("train", "val", "test"), self.read_splits()))
+        whole_val = splits.get("val")
         splits.update(self.fewshot(splits, num_shots, seed))
+        if not cfg.DATASET.get("VAL_FEWSHOT", True) and whole_val is not None:
+            # The whole val split (upstream samples min(K, 4) per class, too few to choose
+            # hyper-parameters on); the few-shot train samples and their cache are unchanged.
+            splits["val"] = whole_val
         names = list(splits)
         splits = dict(zip(names, subsample_classes(*splits.values(), subsample=subsample)))
         super().__init__(train_x=splits["train"], val=splits.get("val"), test=splits["test"])
