@@ -83,4 +83,7 @@ def test_story_holds_for_the_shipped_checkpoint():
 
     r = story_report(load_checkpoint(CHECKPOINT))
     for half in ("base", "novel"):
-        assert 5.0 < r[f"name/{half}"] < r[f"attributes/{half}"] - 10
+        # The calibration (datasets/SYNTHETIC.md), on fresh images: names are grounded (target 1)
+        # and averaged descriptions add a few points, as LLM descriptions do (target 5).
+        assert r[f"name/{half}"] >= 35.0, r
+        assert -2.0 <= r[f"attributes/{half}"] - r[f"name/{half}"] <= 6.0, r
