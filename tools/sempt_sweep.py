@@ -136,13 +136,15 @@ def final_accuracy(log: Path) -> Optional[float]:
 
 
 def run(argv: List[str], out: Path, threads: int) -> None:
-    """One train.py run into ``out`` (skipped when its log holds a result)."""
+    """One train.py run into ``out`` (skipped when its log holds a result). ``argv`` ends with
+    config overrides (KEY VALUE ...), which take every argument after them, so the output
+    folder goes first."""
     if final_accuracy(out / "log.txt") is not None:
         return
     env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
     out.mkdir(parents=True, exist_ok=True)
     with open(out / "console.txt", "w") as console:
-        result = subprocess.run([sys.executable, "train.py", *argv, "--output-dir", str(out)], cwd=REPO, env=env,
+        result = subprocess.run([sys.executable, "train.py", "--output-dir", str(out), *argv], cwd=REPO, env=env,
                                 stdout=console, stderr=subprocess.STDOUT)
     if result.returncode != 0:
         raise RuntimeError(f"run failed (exit {result.returncode}); see {out / 'console.txt'}")

@@ -56,3 +56,18 @@ def test_a_missing_branch_config_is_a_clear_error(monkeypatch, tmp_path):
     monkeypatch.setattr(sweep, "REPO", tmp_path)
     with pytest.raises(SystemExit, match="no SemPT config"):
         sweep.config_for(Setting((("LABEL_BRANCH", "maple"),)), "synthetic")
+
+
+def test_run_trains_into_its_folder(tmp_path, synthetic_data_root):
+    """``run`` itself, not a stand-in: overrides end the command line, the output folder is honoured."""
+    argv = ["--root", synthetic_data_root, "--seed", "1", "--trainer", "ZeroshotCLIP", "--eval-only",
+            "--dataset-config-file", str(sweep.REPO / "configs/datasets/synthetic.yaml"),
+            "--config-file", str(sweep.REPO / "configs/trainers/CoOp/synthetic.yaml"),
+            "DATASET.NUM_SHOTS", "16", "DATASET.SUBSAMPLE_CLASSES", "pseudo_base", "TEST.SPLIT", "val"]
+    out = tmp_path / "run"
+    sweep.run(argv, out, threads=1)
+    accuracy = sweep.final_accuracy(out / "log.txt")
+    assert accuracy is not None and 0.0 <= accuracy <= 100.0
+    log = (out / "log.txt").read_text()
+    sweep.run(argv, out, threads=1)  # finished: skipped, the log is untouched
+    assert (out / "log.txt").read_text() == log
