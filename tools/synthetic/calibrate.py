@@ -117,9 +117,11 @@ TARGETS: Tuple[Target, ...] = (
 
 # ----------------------------------------------------------------------------- the table
 
-def measure(data: Path, output: Path, seeds: Sequence[int], slots: int) -> Results:
+def measure(data: Path, output: Path, seeds: Sequence[int], slots: int, threads: Optional[int] = None) -> Results:
     argv = ["run", "--protocol", "base2new", "--datasets", "synthetic", "--methods", *BASELINES,
             "--seeds", *map(str, seeds), "--output", str(output), "--slots", str(slots), "--no-progress"]
+    if threads:
+        argv += ["--threads", str(threads)]
     os.environ["DATA"] = str(data)
     if benchmark.main(argv) != 0:
         raise SystemExit(f"a benchmark run failed; `python -m tools.benchmark status --output {output}` says which")
@@ -163,10 +165,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--output", default="output/calibration", help="output root (default: output/calibration)")
     parser.add_argument("--seeds", nargs="+", type=int, default=[1, 2, 3])
     parser.add_argument("--slots", type=int, default=min(2, os.cpu_count() or 1), help="runs at once")
+    parser.add_argument("--threads", type=int, default=None, help="CPU threads per run (default: cores / slots)")
     parser.add_argument("--markdown", default="", help="also write the two tables to this file")
     args = parser.parse_args(argv)
     output = Path(args.output) if Path(args.output).is_absolute() else REPO / args.output
-    results = measure(Path(args.data).resolve(), output, args.seeds, args.slots)
+    results = measure(Path(args.data).resolve(), output, args.seeds, args.slots, args.threads)
 
     seeds = ", ".join(map(str, args.seeds))
     accuracies = tabulate(accuracy_rows(results), headers=["method", "Base", "Novel", "HM"], tablefmt="github",
