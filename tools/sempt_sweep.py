@@ -158,10 +158,11 @@ class Sweep:
         self.root = Path(args.output)
         self.threads = max(1, (os.cpu_count() or 1) // args.slots)
 
-    def _common(self, setting: Setting, seed: int) -> List[str]:
+    def _common(self, setting: Setting, seed: int, *flags: str) -> List[str]:
+        """train.py's flags (``flags`` added), then the overrides every run of the sweep shares."""
         return ["--root", self.args.data, "--seed", str(seed), "--trainer", "SemPT",
                 "--dataset-config-file", str(REPO / "configs" / "datasets" / f"{self.args.dataset}.yaml"),
-                "--config-file", str(config_for(setting, self.args.dataset)),
+                "--config-file", str(config_for(setting, self.args.dataset)), *flags,
                 "DATASET.NUM_SHOTS", str(self.args.shots), "DATASET.VAL_FEWSHOT", "False", "TEST.SPLIT", "val"]
 
     @staticmethod
@@ -185,7 +186,7 @@ class Sweep:
 
         def on(half: str) -> float:
             out = self.root / f"eval_{half}" / setting.slug() / f"seed{seed}"
-            run(self._common(setting, seed) + model + ["DATASET.SUBSAMPLE_CLASSES", half] + overrides, out,
+            run(self._common(setting, seed, *model) + ["DATASET.SUBSAMPLE_CLASSES", half] + overrides, out,
                 self.threads)
             return final_accuracy(out / "log.txt")
 

@@ -5,6 +5,7 @@ import argparse
 
 import pytest
 
+import train
 from tools import sempt_sweep as sweep
 from tools.sempt_sweep import SEARCH_SPACE, Score, Setting, stage1, stage2
 
@@ -48,6 +49,9 @@ def test_runs_use_pseudo_splits_and_validation_only(tmp_path, monkeypatch):
         subsample = argv[argv.index("DATASET.SUBSAMPLE_CLASSES") + 1]
         assert subsample in ("pseudo_base", "pseudo_new")
         assert argv[argv.index("TEST.SPLIT") + 1] == "val" and argv[argv.index("DATASET.VAL_FEWSHOT") + 1] == "False"
+        # train.py reads every argument after the first override as KEY VALUE pairs.
+        opts = train.build_parser().parse_args(argv).opts
+        assert len(opts) % 2 == 0 and not any(o.startswith("--") for o in opts), opts
     assert "TRAINER.SEMPT.INFERENCE" not in calls[0]  # training does not depend on it
     assert calls[2][calls[2].index("TRAINER.SEMPT.INFERENCE") + 1] == "ensemble"
 
