@@ -6,10 +6,10 @@ architecture with random weights, on ``--images`` test images of the synthetic w
 features), warm (reads them; a new trainer, as a new run would) and disabled. Checks that
 the three accuracies are equal.
 
-``grid``: the synthetic base-to-novel grid of the frozen-encoder methods x seeds with the
-scripts users run (``scripts/<method>/base2new_{train,test}.sh``, two runs at a time, one
-thread each, as ``python -m tools.run_synthetic``), once with the cache disabled and once
-enabled from an empty cache; wall time and the CPU time of all runs.
+``grid``: the synthetic base-to-novel grid of the frozen-encoder methods x seeds through
+the benchmark runner, as ``python -m tools.run_synthetic`` runs it (the scripts users run,
+two runs at a time, one thread each), once with the cache disabled and once enabled from an
+empty cache; wall time and the CPU time of all runs.
 
     python bench/bench_feature_cache.py eval --images 200
     python bench/bench_feature_cache.py grid --seeds 1 2 3

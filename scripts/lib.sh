@@ -14,8 +14,8 @@
 #
 # Environment read here:
 #   DATA    (required) folder holding the datasets
-#   CFG     config name (default: the method's synthetic config for the synthetic
-#           world, the dataset's entry in DATASET_CFGS, DEFAULT_CFG_IMAGENET for
+#   CFG     config name (default: the dataset's entry in DATASET_CFGS, else the
+#           method's synthetic config for the synthetic world, DEFAULT_CFG_IMAGENET for
 #           ImageNet, else DEFAULT_CFG)
 #   SOURCE  cross-dataset source (default: imagenet; synthetic when the target is synthetic)
 #   OUTPUT  output root (default: output)
@@ -70,13 +70,13 @@ dataset_cfg() {  # dataset_cfg DATASET -> its entry in DATASET_CFGS (empty if no
 pick_cfg() {  # pick_cfg DATASET -> the config name for this dataset
     if [[ -n "${CFG:-}" ]]; then
         echo "$CFG"
+    elif [[ -n "$(dataset_cfg "$1")" ]]; then
+        dataset_cfg "$1"
     elif [[ "$1" == "synthetic" ]]; then
         # The built-in world runs with the shipped tiny CLIP: every method has its own config for it.
         [[ -f "configs/trainers/${CFG_DIR}/synthetic.yaml" ]] ||
             die "${TRAINER} has no synthetic config (configs/trainers/${CFG_DIR}/synthetic.yaml), so it cannot run on the synthetic world; write one (configs/trainers/CoOp/synthetic.yaml is an example) or set CFG"
         echo synthetic
-    elif [[ -n "$(dataset_cfg "$1")" ]]; then
-        dataset_cfg "$1"
     elif [[ "$1" == "imagenet" && -n "${DEFAULT_CFG_IMAGENET:-}" ]]; then
         echo "$DEFAULT_CFG_IMAGENET"
     else

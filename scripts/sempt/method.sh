@@ -4,4 +4,7 @@
 TRAINER=SemPT
 DEFAULT_CFG=vit_b16_ep100_ctxv1
 DEFAULT_CFG_IMAGENET=vit_b16_ep50_ctxv1
+# On the synthetic world: the MaPLe label branch, which tools/sempt_sweep.py chose on base
+# classes only (README, "What the main job shows"); synthetic.yaml is the CoOp branch.
+DATASET_CFGS="synthetic=synthetic_maple"
 source "$(dirname "${BASH_SOURCE[0]}")/../lib.sh"

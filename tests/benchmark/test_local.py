@@ -75,9 +75,9 @@ def test_two_slots_give_the_scripts_numbers_and_each_skips_the_others_runs(tmp_p
     assert status.returncode == 0 and "Totals: 8 done, 0 running, 0 queued, 0 failed, 0 pending (of 8)" in status.stdout
     report = benchmark("report", "--output", str(by_runner), "--format", "csv", env=bench_env)
     assert report.returncode == 0
-    prefix = "base2new,SemPT,synthetic,4,synthetic,base,"
+    prefix = "base2new,SemPT,synthetic_maple,4,synthetic,base,"
     base = [line for line in report.stdout.splitlines() if line.startswith(prefix)]
-    expected = sum(ours[f"base2new/train_base/synthetic/shots_4/SemPT/synthetic/seed{s}"] for s in (1, 2)) / 2
+    expected = sum(ours[f"base2new/train_base/synthetic/shots_4/SemPT/synthetic_maple/seed{s}"] for s in (1, 2)) / 2
     assert len(base) == 1 and float(base[0].split(",")[6]) == pytest.approx(expected, abs=1e-4)
 
 
@@ -138,11 +138,11 @@ def test_a_bad_config_fails_alone_and_is_reported(tmp_path, bench_env):
     result = benchmark("run", "--grid", str(grid), "--output", str(out), "--slots", "2", env=bench_env)
     assert result.returncode == 1
     assert "Finished: 2 done, 0 running, 0 queued, 1 failed, 1 pending (of 4)" in result.stdout
-    failed = "base2new/train_base/synthetic/shots_4/SemPT/synthetic/seed1"
+    failed = "base2new/train_base/synthetic/shots_4/SemPT/synthetic_maple/seed1"
     console = out / "benchmark" / "console" / f"{failed}.log"
     assert f"failed: {failed} exit code 1; see {console}" in result.stdout
     assert "NO_SUCH_KEY" in console.read_text()  # the error itself is in the log we point to
-    skipped = "base2new/test_new/synthetic/shots_4/SemPT/synthetic/seed1"
+    skipped = "base2new/test_new/synthetic/shots_4/SemPT/synthetic_maple/seed1"
     assert f"pending: {skipped} skipped: needs {failed}" in result.stdout
     assert all(is_finished(str(out / f"base2new/{p}/synthetic/shots_4/CoOp/synthetic/seed1"))
                for p in ("train_base", "test_new"))

@@ -5,6 +5,7 @@ import re
 import subprocess
 
 import pytest
+import yaml
 
 from tools.benchmark.grid import build_grid, load_grid_file
 from tools.benchmark.methods import Method, discover_methods, select_methods
@@ -40,7 +41,8 @@ def test_base_to_novel_runs_and_their_order(tmp_path, bench_env):
     train = "base2new/train_base/synthetic/shots_4/CoOp/synthetic/seed2"
     test = "base2new/test_new/synthetic/shots_4/CoOp/synthetic/seed2"
     assert by_id[test].deps == [train] and ids.index(train) < ids.index(test)
-    assert by_id[test].argv[by_id[test].argv.index("--load-epoch") + 1] == "10"  # the synthetic config's epochs
+    epochs = yaml.safe_load((REPO / "configs/trainers/CoOp/synthetic.yaml").read_text())["OPTIM"]["MAX_EPOCH"]
+    assert by_id[test].argv[by_id[test].argv.index("--load-epoch") + 1] == str(epochs)  # the synthetic config's
     zs_test = by_id["base2new/test_new/synthetic/shots_4/ZeroshotCLIP/synthetic/seed1"]
     assert zs_test.deps == [] and "--eval-only" in zs_test.argv and "--model-dir" not in zs_test.argv
     assert by_id[train].outdir == str(tmp_path / "out" / train)

@@ -36,7 +36,7 @@ def test_data_must_be_set(tmp_path, env):
 
 def test_sempt_base_to_new_from_another_directory(tmp_path, env):
     out = tmp_path / "output" / "base2new"
-    common = "synthetic/shots_16/SemPT/synthetic/seed1"
+    common = "synthetic/shots_16/SemPT/synthetic_maple/seed1"
     train = run("sempt/base2new_train.sh", "synthetic", "1", "OPTIM.MAX_EPOCH", "2", env=env, cwd=tmp_path)
     assert train.returncode == 0, train.stdout[-2000:] + train.stderr[-2000:]
     assert (out / "train_base" / common / "prompt_learner" / "model.pth.tar-2").is_file()
@@ -65,7 +65,7 @@ def test_ablation_runs_a_variant_into_its_own_folder(tmp_path, env):
     result = run("sempt/ablation.sh", "synthetic", "1", "uniform_weighting", env=dict(env, SHOTS="4"), cwd=tmp_path)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
     variant = tmp_path / "output" / "ablation" / "uniform_weighting" / "base2new"
-    log = (variant / "test_new" / "synthetic/shots_4/SemPT/synthetic/seed1" / "log.txt").read_text()
+    log = (variant / "test_new" / "synthetic/shots_4/SemPT/synthetic_maple/seed1" / "log.txt").read_text()
     assert "TRAINER.SEMPT.WEIGHTING', 'uniform'" in log or "WEIGHTING: uniform" in log
     assert "Mean attribute weights on the true class (uniform)" in log
     bad = run("sempt/ablation.sh", "synthetic", "1", "no_such_variant", env=env, cwd=tmp_path)
@@ -93,12 +93,13 @@ def test_zero_shot_fewshot_row_evaluates_without_training(tmp_path, env):
 
 @pytest.mark.parametrize("method", METHODS)
 def test_every_method_runs_base_to_new_on_the_synthetic_world_as_is(tmp_path, env, method):
-    """No CFG: on the synthetic world every script picks the method's synthetic config."""
+    """No CFG: on the synthetic world every script picks the method's synthetic config (SemPT: the
+    one its DATASET_CFGS names, synthetic_maple)."""
     env = dict(env, SHOTS="2")
     for part in ("train", "test"):
         result = run(f"{method}/base2new_{part}.sh", "synthetic", "1", "OPTIM.MAX_EPOCH", "1", env=env, cwd=tmp_path)
         assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
-    logs = list((tmp_path / "output" / "base2new" / "test_new" / "synthetic" / "shots_2").glob("*/synthetic/seed1/log.txt"))
+    logs = list((tmp_path / "output" / "base2new" / "test_new" / "synthetic" / "shots_2").glob("*/synthetic*/seed1/log.txt"))
     assert len(logs) == 1 and "=> result" in logs[0].read_text()
 
 
