@@ -387,6 +387,7 @@ class ImageFeatureServer:
     _pending: Dict[str, Tuple[List[str], List[torch.Tensor]]] = field(default_factory=dict)
     _prepared: Set[str] = field(default_factory=set)
     _in_use: Set[Path] = field(default_factory=set)
+    _wrote: bool = False  # a shard was written since the size limit was last enforced
     _batch: Optional[RegisteredBatch] = None
     _lazy_training_group: Optional[str] = None
 
@@ -478,7 +479,11 @@ class ImageFeatureServer:
         if _kind(group) == "train":
             self._tables.pop(group, None)
         if self.store is not None:
-            self.store.enforce_limit(protect=self._in_use)
+            # Only a write can take the store over its limit; checking costs a walk of the
+            # whole store, which would otherwise be paid after every epoch of every run.
+            if self._wrote:
+                self.store.enforce_limit(protect=self._in_use)
+                self._wrote = False
             self._in_use.clear()
 
     def flush_all(self) -> None:
@@ -527,6 +532,7 @@ class ImageFeatureServer:
             path = self.store.write_shard(self.compute_id, group, keys, torch.stack(rows))
             if path is not None:
                 self._in_use.add(path)
+                self._wrote = True
 
 
 def _kind(group: str) -> str:
