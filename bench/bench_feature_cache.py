@@ -41,7 +41,9 @@ from dassl.utils import set_random_seed  # noqa: E402
 from trainers.common.openai_clip import clip  # noqa: E402
 
 VIT_B16 = (512, 224, 12, 768, 16, 77, 49408, 512, 8, 12)  # clip.model.CLIP's arguments
-FROZEN_METHODS = ("zsclip", "coop", "cocoop", "kgcoop", "prograd", "tcp", "dclip", "cupl", "sempt")  # frozen image encoder
+# The methods whose image encoder is frozen on the synthetic world (SemPT runs its MaPLe
+# label branch there, which prompts the image tower).
+FROZEN_METHODS = ("zsclip", "dclip", "cupl", "coop", "cocoop", "kgcoop", "prograd", "tcp")
 
 
 # ------------------------------------------------------------------------------------ eval
