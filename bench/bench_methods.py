@@ -160,7 +160,10 @@ def bench_one(method: Method, classes: int, prec: str, args, data: str, clip_pat
     try:
         result.text_ms = timed(text_side, args.steps, args.warmup, args.device)
     except (TypeError, NotImplementedError, AttributeError):
-        result.note = "text features depend on the image"  # CoCoOp: its text side is part of the step
+        if not hasattr(model, "text_features"):  # the linear probe: a head on image features
+            result.note = "no text side (fits once by L-BFGS; the step is the image encoder and head)"
+        else:
+            result.note = "text features depend on the image"  # CoCoOp: its text side is part of the step
     return result
 
 
