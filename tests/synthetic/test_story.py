@@ -1,6 +1,6 @@
 """The synthetic world's story, measured on a reduced run of the README's main job.
 
-Seed 1 only, the shipped configs and tiny CLIP, the same train.py runs the scripts make.
+Seed 1 only, the shipped configs and tiny CLIP, the very train.py runs the scripts make.
 It asserts what the full run (seeds 1-3, README "What the main job shows") measured, so a
 regression in a trainer, the world or the checkpoint fails CI:
 
@@ -19,38 +19,32 @@ from typing import Dict, Optional
 import pytest
 
 import train
+from tools.benchmark.grid import build_grid
+from tools.benchmark.plan import build_plan
 
 REPO = Path(__file__).resolve().parents[2]
 INVISIBLE = {"habitat", "diet"}
-# The config each trainer's scripts pick on the synthetic world (scripts/<method>/method.sh);
-# the others read configs/trainers/<trainer>/synthetic.yaml.
-CONFIG = {"ZeroshotCLIP": "CoOp/synthetic", "SemPT": "SemPT/synthetic_maple"}
-EVAL_ONLY = {"ZeroshotCLIP", "CuPL"}
+TRAINERS = ("ZeroshotCLIP", "CuPL", "LinearProbe", "CoOp", "SemPT")
 
 
 @pytest.fixture(scope="module")
 def logs(tmp_path_factory, synthetic_data_root) -> Dict[str, Dict[str, str]]:
+    """The runs ``scripts/<method>/base2new_{train,test}.sh synthetic 1`` make (their configs,
+    epochs and model folders, from the scripts' plan mode), run in this process."""
     tmp = tmp_path_factory.mktemp("story")
-
-    def run(trainer: str, phase: str) -> str:
-        out = tmp / trainer / phase
-        config = REPO / "configs" / "trainers" / f"{CONFIG.get(trainer, trainer + '/synthetic')}.yaml"
-        args = [
-            "--root", synthetic_data_root, "--seed", "1", "--trainer", trainer, "--output-dir", str(out),
-            "--dataset-config-file", str(REPO / "configs/datasets/synthetic.yaml"), "--config-file", str(config),
-        ]
-        if trainer in EVAL_ONLY:
-            args += ["--eval-only"]
-        elif phase == "new":
-            epochs = train.setup_cfg(train.build_parser().parse_args(args)).OPTIM.MAX_EPOCH
-            args += ["--eval-only", "--model-dir", str(tmp / trainer / "base"), "--load-epoch", str(epochs)]
-        args += ["DATASET.NUM_SHOTS", "16", "DATASET.SUBSAMPLE_CLASSES", phase]
-        train.main(train.build_parser().parse_args(args))
-        return (out / "log.txt").read_text()
-
-    runs = {"ZeroshotCLIP": ("base", "new"), "CuPL": ("base", "new"), "LinearProbe": ("base",),
-            "CoOp": ("base", "new"), "SemPT": ("base", "new")}
-    return {trainer: {phase: run(trainer, phase) for phase in phases} for trainer, phases in runs.items()}
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("DATA", synthetic_data_root)
+        patch.delenv("CFG", raising=False)
+        patch.delenv("SHOTS", raising=False)
+        grid = build_grid({}, protocols=["base2new"], methods=list(TRAINERS), datasets=["synthetic"], seeds=[1])
+        plan = build_plan(grid, str(tmp))
+        patch.chdir(REPO)  # the scripts' paths are relative to the repository root
+        found: Dict[str, Dict[str, str]] = {}
+        for run in plan.runs:  # trainings come before their tests
+            train.main(train.build_parser().parse_args(run.argv[2:]))  # [python, train.py, ...]
+            log = (Path(run.outdir) / "log.txt").read_text()
+            found.setdefault(run.trainer, {})["base" if "/train_base/" in run.run_id else "new"] = log
+    return found
 
 
 def _accuracy(log: str) -> Optional[float]:
