@@ -39,8 +39,8 @@ from dassl.data import build_data_loader  # noqa: E402
 from dassl.engine import build_trainer  # noqa: E402
 from dassl.utils import set_random_seed  # noqa: E402
 from trainers.common.openai_clip import clip  # noqa: E402
+from bench.random_clip import VIT_B16  # noqa: E402
 
-VIT_B16 = (512, 224, 12, 768, 16, 77, 49408, 512, 8, 12)  # clip.model.CLIP's arguments
 # The methods whose image encoder is frozen on the synthetic world (SemPT runs its MaPLe
 # label branch there, which prompts the image tower).
 FROZEN_METHODS = ("zsclip", "dclip", "cupl", "coop", "cocoop", "kgcoop", "prograd", "tcp")

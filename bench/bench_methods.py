@@ -30,11 +30,9 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-ARCHS = {
-    # embed_dim, image_resolution, vision_layers, vision_width, patch, context, vocab, text width, heads, layers
-    "vit_b16": (512, 224, 12, 768, 16, 77, 49408, 512, 8, 12),
-    "tiny": (64, 32, 2, 64, 16, 77, 49408, 64, 1, 2),
-}
+from bench.random_clip import VIT_B16, write_random_clip  # noqa: E402
+
+ARCHS = {"vit_b16": VIT_B16, "tiny": (64, 32, 2, 64, 16, 77, 49408, 64, 1, 2)}  # clip.model.CLIP's arguments
 DATASETS = {100: ("caltech101", "Caltech101"), 1000: ("imagenet", "ImageNet")}
 
 
@@ -70,16 +68,6 @@ def discover_methods() -> List[Method]:
         config = REPO / "configs" / "trainers" / var("CFG_DIR", trainer) / f"{var('DEFAULT_CFG')}.yaml"
         methods.append(Method(trainer, config, var("EVAL_ONLY") == "1"))
     return methods
-
-
-def write_random_clip(path: Path, arch: str) -> int:
-    from trainers.common.openai_clip import clip
-
-    torch.manual_seed(0)
-    model = clip.model.CLIP(*ARCHS[arch])
-    clip.model.convert_weights(model)  # the released checkpoints' layout: fp16 matrices
-    torch.save(model.state_dict(), path)
-    return ARCHS[arch][1]
 
 
 def make_data(root: Path, classes: int) -> str:
@@ -203,7 +191,7 @@ def main() -> None:
         work = Path(tmp)
         os.environ.setdefault("SEMPT_CACHE_DIR", str(work / "sempt_cache"))
         clip_path = work / "clip.pt"
-        size = write_random_clip(clip_path, args.arch)
+        size = write_random_clip(clip_path, ARCHS[args.arch])
         for classes in args.classes:
             data = make_data(work / f"data{classes}", classes)
             for prec in precisions:

@@ -24,21 +24,9 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-ARCHS = {
-    # embed_dim, image_resolution, vision_layers, vision_width, patch, context, vocab, text width, heads, layers
-    "vit_b16": (512, 224, 12, 768, 16, 77, 49408, 512, 8, 12),
-    "tiny": (64, 32, 1, 64, 16, 77, 49408, 64, 1, 1),
-}
+from bench.random_clip import VIT_B16, write_random_clip  # noqa: E402
 
-
-def write_random_clip(path: Path, arch: str) -> int:
-    from trainers.common.openai_clip import clip
-
-    torch.manual_seed(0)
-    model = clip.model.CLIP(*ARCHS[arch])
-    clip.model.convert_weights(model)  # the released checkpoints' layout: fp16 matrices
-    torch.save(model.state_dict(), path)
-    return ARCHS[arch][1]
+ARCHS = {"vit_b16": VIT_B16, "tiny": (64, 32, 1, 64, 16, 77, 49408, 64, 1, 1)}  # clip.model.CLIP's arguments
 
 
 def write_attribute_file(path: Path, classnames, n_attr: int) -> None:
@@ -108,7 +96,7 @@ def main() -> None:
         os.environ.setdefault("SEMPT_CACHE_DIR", str(work / "sempt_cache"))
         root = make_caltech101_tree(work / "data", n_per_class=4)
         clip_path = work / "clip.pt"
-        size = write_random_clip(clip_path, args.arch)
+        size = write_random_clip(clip_path, ARCHS[args.arch])
         attr_path = work / "attributes.json"
         sempt_opts = ["TRAINER.SEMPT.ATTRIBUTE_FILE", str(attr_path), "TRAINER.SEMPT.PREC", "fp32"]
         variants = [("CoOp", "CoOp", []), ("SemPT (frozen descriptions)", "SemPT", sempt_opts)]
