@@ -165,6 +165,14 @@ class Stat:
         return cls(mean, std, len(values))
 
 
+def hm_of_means(base: Optional[Stat], novel: Optional[Stat]) -> Optional[float]:
+    """Harmonic mean of the seed-averaged Base and Novel, as the papers compute it (not the
+    mean of per-seed HMs); None when either half is missing."""
+    if base is None or novel is None:
+        return None
+    return harmonic_mean(base.mean, novel.mean)
+
+
 @dataclass
 class Base2NewRow:
     """One line of the base-to-novel table: a method on a dataset, or its average over datasets."""
@@ -179,10 +187,7 @@ class Base2NewRow:
 
     @property
     def hm(self) -> Optional[float]:
-        """Harmonic mean of the seed-averaged Base and Novel (as the papers compute it)."""
-        if self.base is None or self.novel is None:
-            return None
-        return harmonic_mean(self.base.mean, self.novel.mean)
+        return hm_of_means(self.base, self.novel)
 
     @property
     def seeds(self) -> str:

@@ -22,6 +22,11 @@ from pathlib import Path
 from typing import Sequence
 
 REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+from datasets import synthetic_world  # noqa: E402
+
 # Every method with benchmark scripts (the table orders them by parse_test_res.METHOD_ORDER).
 METHODS = ("zsclip", "dclip", "cupl", "linear_probe", "coop", "cocoop", "kgcoop", "prograd", "tcp",
            "ivlp", "maple", "promptsrc", "sempt")
@@ -45,9 +50,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     env = dict(os.environ, DATA=str(data))
     env.pop("CFG", None)  # a CFG left in the shell would override every method's synthetic config
 
-    # Generate the world once, before runs start in parallel.
-    subprocess.run([sys.executable, "-c", "import datasets.synthetic_world as w; w.ensure_world(__import__('sys').argv[1])",
-                    str(data)], cwd=REPO, check=True)
+    # Generate the world once, before runs start in parallel (each would otherwise write it,
+    # safely but in vain).
+    synthetic_world.ensure_world(str(data))
     start = time.time()
     run = [sys.executable, "-m", "tools.benchmark", "run", "--protocol", "base2new", "--datasets", "synthetic",
            "--methods", *args.methods, "--seeds", *map(str, args.seeds), "--output", str(output_abs),

@@ -65,10 +65,7 @@ class Base2NovelCell:
 
     @property
     def hm(self) -> Optional[float]:
-        """HM of the seed-averaged Base and Novel, as the papers compute it."""
-        if self.base is None or self.novel is None:
-            return None
-        return ptr.harmonic_mean(self.base.mean, self.novel.mean)
+        return ptr.hm_of_means(self.base, self.novel)
 
 
 def collect_base2new(output: str, keyword: str = "accuracy") -> Dict[MethodKey, Dict[str, Base2NovelCell]]:
