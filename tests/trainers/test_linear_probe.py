@@ -213,6 +213,32 @@ def test_more_than_one_epoch_is_refused(data_root, tiny_clip_path, tmp_path):
         train.cli(run_args(data_root, tiny_clip_path, tmp_path / "x", "base", "OPTIM.MAX_EPOCH", "5"))
 
 
+@pytest.mark.parametrize("opts, message", [
+    (("TRAINER.LINEAR_PROBE.VAL_SHOTS", "-2"), "VAL_SHOTS=-2: use -1 \\(all\\), 0 \\(the protocol's\\) or N > 0"),
+    (("TRAINER.LINEAR_PROBE.C_GRID", "[1.0, 0.0]"), "C_GRID=\\[1.0, 0.0\\]: every C must be > 0"),
+])
+def test_bad_search_settings_are_refused(data_root, tiny_clip_path, tmp_path, opts, message):
+    with pytest.raises(ValueError, match=message):
+        train.cli(run_args(data_root, tiny_clip_path, tmp_path / "x", "base") + list(opts))  # overrides last
+
+
+def test_an_empty_grid_is_refused():
+    with pytest.raises(ValueError, match="C_GRID is empty"):
+        search_regularisation(lambda c: c, lambda fit: 0.0, grid=())
+
+
+def test_a_checkpoint_without_class_names_is_refused(data_root, tiny_clip_path, tmp_path):
+    out = tmp_path / "fit"
+    train.cli(run_args(data_root, tiny_clip_path, out, "base"))
+    path = next(out.glob("linear_probe/model.pth.tar-*"))
+    checkpoint = torch.load(path, map_location="cpu", weights_only=False)
+    checkpoint.pop("linear_probe_classnames")
+    torch.save(checkpoint, path)
+    with pytest.raises(ValueError, match="does not record the class names the probe was fit on"):
+        train.cli(run_args(data_root, tiny_clip_path, tmp_path / "eval", "base",
+                           "--eval-only", "--model-dir", str(out), "--load-epoch", "1"))
+
+
 def test_predictions_are_the_fitted_linear_map(tiny_clip):
     from trainers.linear_probe import LinearProbeCLIP
 
