@@ -136,6 +136,20 @@ def register_components() -> None:
     trainers.register_all()
 
 
+def prepare_dataset(cfg) -> None:
+    """Generate the built-in synthetic world on first use (its reader only reads it).
+
+    Every other dataset is downloaded by the user (DATASETS.md). The generator checks an
+    existing folder's world version and is safe when several runs start at once.
+    """
+    from datasets.synthetic import Synthetic
+
+    if cfg.DATASET.NAME == Synthetic.__name__:
+        from tools.synthetic.generate import ensure_world
+
+        ensure_world(cfg.DATASET.ROOT)
+
+
 def main(args: argparse.Namespace) -> None:
     register_components()
     cfg = setup_cfg(args)
@@ -174,6 +188,7 @@ def run_locked(args: argparse.Namespace, cfg) -> None:
         print("Collecting env info ...")
         print(f"** System info **\n{collect_env_info()}\n")
 
+        prepare_dataset(cfg)
         trainer = build_trainer(cfg)
         if args.eval_only:
             trainer.load_model(args.model_dir, epoch=args.load_epoch)

@@ -82,7 +82,7 @@ def timed_test(trainer, images: int) -> Dict[str, float]:
 
 
 def bench_eval(args) -> None:
-    from datasets.synthetic_world import ensure_world
+    from tools.synthetic.generate import ensure_world
 
     torch.set_num_threads(args.threads)
     work = Path(tempfile.mkdtemp(prefix="bench_feature_cache_"))
@@ -135,7 +135,7 @@ def final_accuracies(out: Path) -> Dict[str, str]:
 
 
 def bench_grid(args) -> None:
-    from datasets.synthetic_world import ensure_world
+    from tools.synthetic.generate import ensure_world
 
     work = Path(tempfile.mkdtemp(prefix="bench_feature_cache_grid_"))
     data = args.data or str(work / "data")

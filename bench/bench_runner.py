@@ -74,7 +74,7 @@ def main() -> None:
     work.mkdir(parents=True, exist_ok=True)
     data = work / "data"
     data.mkdir(exist_ok=True)
-    subprocess.run([sys.executable, "-c", "import sys, datasets.synthetic_world as w; w.ensure_world(sys.argv[1])",
+    subprocess.run([sys.executable, "-c", "import sys, tools.synthetic.generate as w; w.ensure_world(sys.argv[1])",
                     str(data)], cwd=REPO, check=True)
     base_env = {k: v for k, v in os.environ.items() if k not in script_variables()}
     base_env.update(DATA=str(data), PYTHON=sys.executable, PYTHONUNBUFFERED="1")

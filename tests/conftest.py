@@ -25,7 +25,7 @@ def _project_cache_in_a_temporary_folder(tmp_path_factory):
 @pytest.fixture(scope="session")
 def synthetic_data_root(tmp_path_factory) -> str:
     """A data root holding the built-in synthetic world, generated once per test session."""
-    from datasets.synthetic_world import ensure_world
+    from tools.synthetic.generate import ensure_world
 
     root = tmp_path_factory.mktemp("synthetic_data")
     ensure_world(str(root))

@@ -25,7 +25,7 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from datasets import synthetic_world  # noqa: E402
+from tools.synthetic import generate as synthetic_world  # noqa: E402
 
 # Every method with benchmark scripts (the table orders them by parse_test_res.METHOD_ORDER).
 METHODS = ("zsclip", "dclip", "cupl", "linear_probe", "coop", "cocoop", "kgcoop", "prograd", "tcp",

@@ -232,7 +232,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args.data = str(Path(args.data).resolve())
     args.output = str(Path(args.output or REPO / "output" / "sempt_sweep" / args.dataset).resolve())
     if args.dataset == "synthetic":
-        from datasets.synthetic_world import ensure_world
+        from tools.synthetic.generate import ensure_world
 
         ensure_world(args.data)
 

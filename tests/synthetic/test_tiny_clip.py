@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from trainers.common.openai_clip import clip
-from datasets import synthetic_world as sw
+from tools.synthetic import world as sw
 from tools.synthetic import pretrain_tiny_clip as pt
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))

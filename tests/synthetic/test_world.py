@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from datasets import synthetic_world as sw
+from tools.synthetic import attribute_file, generate, language, render
+from tools.synthetic import world as sw
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 ATTRIBUTE_FILE = os.path.join(REPO_ROOT, "attribute_data", "synthetic.json")
@@ -59,38 +60,38 @@ def test_other_seeds_also_satisfy_coverage():
 
 def test_world_and_images_are_deterministic(world):
     assert sw.build_world() == world
-    a = sw.render_class_image(world, 3, 7)
-    b = sw.render_class_image(sw.build_world(), 3, 7)
+    a = render.render_class_image(world, 3, 7)
+    b = render.render_class_image(sw.build_world(), 3, 7)
     assert a.shape == (64, 64, 3) and a.dtype == np.uint8
     assert np.array_equal(a, b)
-    assert not np.array_equal(a, sw.render_class_image(world, 3, 8))  # nuisances vary
+    assert not np.array_equal(a, render.render_class_image(world, 3, 8))  # nuisances vary
 
 
 def test_split_entries_format(world):
-    split = sw.split_entries(world)
+    split = generate.split_entries(world)
     assert set(split) == {"train", "val", "test"}
     counts = {part: len(rows) for part, rows in split.items()}
-    assert counts == {"train": 40 * sw.N_TRAIN, "val": 40 * sw.N_VAL, "test": 40 * sw.N_TEST}
-    assert sw.N_TRAIN >= 16
+    assert counts == {"train": 40 * generate.N_TRAIN, "val": 40 * generate.N_VAL, "test": 40 * generate.N_TEST}
+    assert generate.N_TRAIN >= 16
     relpaths = [row[0] for rows in split.values() for row in rows]
     assert len(set(relpaths)) == len(relpaths)
     for rows in split.values():
         for relpath, label, classname in rows:
             assert isinstance(label, int) and world.classes[label].name == classname
             assert relpath.startswith(classname + "/") and not relpath.startswith("/")
-    assert split == sw.split_entries(sw.build_world())
+    assert split == generate.split_entries(sw.build_world())
 
 
 def test_bad_shape_is_refused():
     with pytest.raises(ValueError, match="unknown shape"):
-        sw.render_object("oval", "red", "plain", "small", np.random.default_rng(0))
+        render.render_object("oval", "red", "plain", "small", np.random.default_rng(0))
 
 
 def test_attribute_file_matches_world(world):
     with open(ATTRIBUTE_FILE) as f:
         data = json.load(f)
     # The shipped file is exactly what the generator writes (regenerate if this fails).
-    assert data == sw.build_attribute_data(world)
+    assert data == attribute_file.build_attribute_data(world)
     names = [a["name"] for a in data["attributes"]]
     assert 4 <= len(names) <= 8 and len(set(names)) == len(names)
     assert set(sw.HIDDEN_ATTRIBUTES) <= set(names)
@@ -106,53 +107,53 @@ def test_attribute_file_matches_world(world):
 
 
 def test_descriptions_are_not_one_template(world):
-    data = sw.build_attribute_data(world)
+    data = attribute_file.build_attribute_data(world)
     for attr in sw.VISIBLE_ATTRIBUTES:
         frames = {c["descriptions"][attr][0].replace(c["name"], "X") for c in data["classes"]}
         assert len(frames) > 3, attr
 
 
 def test_descriptions_state_the_ground_truth(world):
-    data = sw.build_attribute_data(world)
+    data = attribute_file.build_attribute_data(world)
     for c, entry in zip(world.classes, data["classes"]):
         for attr in sw.ATTRIBUTE_VALUES:
             sentence = entry["descriptions"][attr][0]
-            assert any(p in sentence for p in sw.VALUE_PHRASES[attr][c.value(attr)]), (attr, sentence)
+            assert any(p in sentence for p in language.VALUE_PHRASES[attr][c.value(attr)]), (attr, sentence)
 
 
 def test_captions_report_what_they_describe():
     rng = np.random.default_rng(0)
     values = {"shape": "star", "colour": "red", "pattern": "dotted", "size": "small"}
     for _ in range(50):
-        caption, described = sw.caption_for(values, rng)
+        caption, described = language.caption_for(values, rng)
         assert described and set(described) <= set(sw.VISIBLE_ATTRIBUTES)
         for attr in described:
-            assert any(p in caption for p in sw.VALUE_PHRASES[attr][values[attr]]), (attr, caption)
-    named, _ = sw.caption_for(values, rng, name="umbrix")
+            assert any(p in caption for p in language.VALUE_PHRASES[attr][values[attr]]), (attr, caption)
+    named, _ = language.caption_for(values, rng, name="umbrix")
     assert "umbrix" in named
 
 
 def test_generation_into_tmp_data_root(tmp_path, monkeypatch):
     # A smaller world keeps this test fast; the layout code is the same.
-    monkeypatch.setattr(sw, "N_TRAIN", 2)
-    monkeypatch.setattr(sw, "N_VAL", 1)
-    monkeypatch.setattr(sw, "N_TEST", 1)
+    monkeypatch.setattr(generate, "N_TRAIN", 2)
+    monkeypatch.setattr(generate, "N_VAL", 1)
+    monkeypatch.setattr(generate, "N_TEST", 1)
     world = sw.build_world()
-    out = sw.ensure_world(str(tmp_path))
+    out = generate.ensure_world(str(tmp_path))
     assert out == os.path.join(str(tmp_path), "synthetic")
     assert sorted(os.listdir(tmp_path)) == ["synthetic"]  # the temp folder is gone
-    with open(os.path.join(out, sw.SPLIT_FILE)) as f:
+    with open(os.path.join(out, generate.SPLIT_FILE)) as f:
         split = json.load(f)
-    assert split == sw.split_entries(world)
+    assert split == generate.split_entries(world)
     relpath, label, _ = split["test"][5]
-    with Image.open(os.path.join(out, sw.IMAGE_DIR, relpath)) as im:
+    with Image.open(os.path.join(out, generate.IMAGE_DIR, relpath)) as im:
         assert im.size == (64, 64) and im.mode == "RGB"
         pixels = np.asarray(im)
-    assert np.array_equal(pixels, sw.render_class_image(world, label, int(relpath[-8:-4])))
+    assert np.array_equal(pixels, render.render_class_image(world, label, int(relpath[-8:-4])))
     # Second call reuses the folder; a folder from another seed is refused with the fix.
-    assert sw.ensure_world(str(tmp_path)) == out
+    assert generate.ensure_world(str(tmp_path)) == out
     with pytest.raises(RuntimeError, match="delete the folder"):
-        sw.ensure_world(str(tmp_path), seed=5)
+        generate.ensure_world(str(tmp_path), seed=5)
 
 
 def test_png_bytes_are_deterministic(world):
@@ -161,11 +162,11 @@ def test_png_bytes_are_deterministic(world):
         Image.fromarray(img).save(buf, format="PNG")
         return buf.getvalue()
 
-    assert png(sw.render_class_image(world, 30, 0)) == png(sw.render_class_image(sw.build_world(), 30, 0))
+    assert png(render.render_class_image(world, 30, 0)) == png(render.render_class_image(sw.build_world(), 30, 0))
 
 
 def test_unwritable_root_names_the_fix(tmp_path):
     blocked = tmp_path / "file"
     blocked.write_text("not a folder")
     with pytest.raises(RuntimeError, match="DATASET.ROOT"):
-        sw.ensure_world(str(blocked / "data"))
+        generate.ensure_world(str(blocked / "data"))

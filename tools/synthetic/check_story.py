@@ -30,8 +30,10 @@ if __package__ in (None, ""):
 
 from trainers.common.openai_clip import clip  # noqa: E402
 
-from datasets import synthetic_world as sw  # noqa: E402
-from tools.synthetic.pretrain_tiny_clip import images_to_tensor  # noqa: E402
+from tools.synthetic import world as sw  # noqa: E402
+from tools.synthetic.attribute_file import build_attribute_data  # noqa: E402
+from tools.synthetic.clip_input import images_to_tensor  # noqa: E402
+from tools.synthetic.render import render_object  # noqa: E402
 
 
 def load_checkpoint(path: str) -> clip.model.CLIP:
@@ -48,12 +50,12 @@ def encode_texts(model: clip.model.CLIP, texts: List[str]) -> torch.Tensor:
 @torch.no_grad()
 def story_report(model: clip.model.CLIP, world: Optional[sw.World] = None, per_class: int = 25) -> Dict[str, float]:
     world = world or sw.build_world()
-    attr_data = sw.build_attribute_data(world)
+    attr_data = build_attribute_data(world)
     images, labels = [], []
     for c in world.classes:
         rng = np.random.default_rng([sw.WORLD_VERSION, world.seed, 4, c.label])
         for _ in range(per_class):
-            images.append(sw.render_object(*c.visible, rng))
+            images.append(render_object(*c.visible, rng))
             labels.append(c.label)
     feats = []
     for i in range(0, len(images), 200):

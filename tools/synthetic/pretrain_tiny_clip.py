@@ -35,12 +35,16 @@ if __package__ in (None, ""):  # run as a file: make the repository root importa
 
 from trainers.common.openai_clip import clip  # noqa: E402
 
-from datasets import synthetic_world as sw  # noqa: E402
+from tools.synthetic import world as sw  # noqa: E402
+from tools.synthetic.check_story import load_checkpoint, print_report, story_report  # noqa: E402
+from tools.synthetic.clip_input import images_to_tensor  # noqa: E402
+from tools.synthetic.language import caption_for, name_forms  # noqa: E402
+from tools.synthetic.render import IMAGE_SIZE, render_object  # noqa: E402
 
 # Architecture. build_model() infers heads = width // 64, so widths are multiples of 64.
 ARCH: Dict[str, int] = dict(
     embed_dim=64,
-    image_resolution=sw.IMAGE_SIZE,
+    image_resolution=IMAGE_SIZE,
     vision_layers=4,
     vision_width=64,
     vision_patch_size=8,
@@ -50,8 +54,6 @@ ARCH: Dict[str, int] = dict(
     transformer_heads=1,
     transformer_layers=3,
 )
-CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
-CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 
 # Caption statistics (the "web" the tiny CLIP is trained on).
 CLASS_COMBO_RATE = 0.3  # share of samples drawn from the 40 class combinations
@@ -80,14 +82,6 @@ def build_tiny_clip(seed: int) -> clip.model.CLIP:
         # over a wide cone, and prompt learning on top then behaves unlike on real CLIP.
         model.logit_scale.fill_(math.log(MAX_LOGIT_SCALE))
     return model
-
-
-def images_to_tensor(images: Sequence[np.ndarray]) -> torch.Tensor:
-    """uint8 HxWx3 images -> normalised float batch, as the CoOp test transform does."""
-    x = torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).float() / 255.0
-    mean = torch.tensor(CLIP_MEAN).view(1, 3, 1, 1)
-    std = torch.tensor(CLIP_STD).view(1, 3, 1, 1)
-    return (x - mean) / std
 
 
 def encode_text_short(model: clip.model.CLIP, tokens: torch.Tensor) -> torch.Tensor:
@@ -127,7 +121,7 @@ class PairSampler:
                 self.pool_combos.append(class_combos[self.rng.integers(len(class_combos))])
             else:
                 self.pool_combos.append(combos[self.rng.integers(len(combos))])
-        self.pool = images_to_tensor([sw.render_object(*c, self.rng) for c in self.pool_combos])
+        self.pool = images_to_tensor([render_object(*c, self.rng) for c in self.pool_combos])
 
     def sample(self, batch: int) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Images, tokens, and the positive matrix (caption j is true of image i)."""
@@ -143,10 +137,10 @@ class PairSampler:
             if noisy:
                 others = [c for c in self.world.classes if c is not cls]
                 name = others[rng.integers(len(others))].name
-            caption, described = sw.caption_for(values, rng, None if noisy else name)
+            caption, described = caption_for(values, rng, None if noisy else name)
             if noisy:  # the wrong name alone
                 frame = MISNAMED_FRAMES[rng.integers(len(MISNAMED_FRAMES))]
-                caption, described = frame.format(**sw._name_forms(name)), ()
+                caption, described = frame.format(**name_forms(name)), ()
             # What the caption asserts: a name stands for its class's whole combination; a
             # misnamed caption is a positive of its own image only.
             mentioned = sw.VISIBLE_ATTRIBUTES if name else described
@@ -247,8 +241,6 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     print(f"Saved {args.out} ({os.path.getsize(args.out) / 2**20:.1f} MiB)")
     print(f"sha256 {sha256_of(args.out)}")
     if not args.no_report:
-        from tools.synthetic.check_story import load_checkpoint, print_report, story_report
-
         print_report(story_report(load_checkpoint(args.out)))
 
 
