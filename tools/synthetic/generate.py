@@ -3,8 +3,8 @@
 :func:`ensure_world` writes ``<root>/synthetic/`` (the images, ``split_zhou_Synthetic.json``
 and ``world.json``) once, atomically, so that several processes may start at once; a folder
 of another world version or seed is refused with the fix. ``train.py`` calls it on first use
-of the ``Synthetic`` dataset, and so do ``python -m tools.run_synthetic`` and the scripts
-(through ``train.py``). From the command line::
+of the ``Synthetic`` dataset (so the scripts generate the world too), and
+``python -m tools.run_synthetic`` once before its runs start. From the command line::
 
     python -m tools.synthetic.generate --root $DATA                                 # the tree
     python -m tools.synthetic.generate --attributes attribute_data/synthetic.json   # the attribute file
