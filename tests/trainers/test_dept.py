@@ -6,47 +6,31 @@ logits on the base classes; CoOp's logits alone on the new ones (the head, built
 classes, not loaded); the head's learning rate; upstream spellings; bad input."""
 from __future__ import annotations
 
-import os.path as osp
-
 import pytest
 import torch
 import torch.nn.functional as F
 
 import train
-from dassl.engine import build_trainer
-from dassl.utils import set_random_seed
-from tests.utils.fabricate import make_eurosat_tree
+from tests.trainers.tiny_runs import build_from_args, shrunk_run_args
 from trainers.common.clip_loader import load_clip
 from trainers.common.openai_clip import clip
 
-REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
-CONFIG = osp.join(REPO, "configs/trainers/DePT/vit_b16_ep10_bs4_lr35.yaml")
 TOL = 1e-5
 
 
-@pytest.fixture(scope="module")
-def data_root(tmp_path_factory) -> str:
-    return make_eurosat_tree(tmp_path_factory.mktemp("data"), n_per_class=6)
+@pytest.fixture()
+def data_root(eurosat_root):
+    return eurosat_root
 
 
 def cli_args(data_root, clip_path, out, *opts, subsample="base"):
-    """The shipped config, shrunk to the tiny CLIP: 2 shots, 2 epochs, 4 context vectors."""
-    return [
-        "--root", data_root, "--seed", "1", "--trainer", "DePT", "--output-dir", str(out),
-        "--dataset-config-file", osp.join(REPO, "configs/datasets/eurosat.yaml"), "--config-file", CONFIG,
-        "MODEL.BACKBONE.NAME", clip_path, "INPUT.SIZE", "(32, 32)", "DATALOADER.NUM_WORKERS", "0",
-        "DATALOADER.TEST.BATCH_SIZE", "10", "DATASET.NUM_SHOTS", "2", "DATASET.SUBSAMPLE_CLASSES", subsample,
-        "DATASET.CACHE_DIR", str(out) + "_cache", "OPTIM.MAX_EPOCH", "2", "TRAINER.DEPT.PREC", "fp32",
-        "TRAINER.DEPT.N_CTX", "4", *opts,
-    ]
+    """The shipped config, shrunk to the tiny CLIP: 4 context vectors."""
+    return shrunk_run_args("DePT", "DePT/vit_b16_ep10_bs4_lr35", "DEPT", data_root, clip_path, out,
+                           "TRAINER.DEPT.N_CTX", "4", *opts, subsample=subsample)
 
 
 def build(data_root, clip_path, out, *opts, subsample="base"):
-    parsed = train.build_parser().parse_args(cli_args(data_root, clip_path, out, *opts, subsample=subsample))
-    train.register_components()
-    cfg = train.setup_cfg(parsed)
-    set_random_seed(cfg.SEED)
-    return build_trainer(cfg)
+    return build_from_args(cli_args(data_root, clip_path, out, *opts, subsample=subsample))
 
 
 # ------------------------------------------------------------ the reference

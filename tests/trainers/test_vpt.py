@@ -5,55 +5,39 @@ prompt's gradient; what trains; checkpoints (ours and upstream's) and evaluation
 classes; bad input."""
 from __future__ import annotations
 
-import os.path as osp
-
 import pytest
 import torch
 import torch.nn.functional as F
 
 import train
-from dassl.engine import build_trainer
-from dassl.utils import set_random_seed
 from tests.trainers.ivlp_reference import upstream_image_features
-from tests.utils.fabricate import make_eurosat_tree
-from tests.utils.tiny_clip import make_tiny_clip
+from tests.trainers.tiny_runs import build_from_args, shrunk_run_args
 from trainers.common.clip_loader import load_clip
 from trainers.common.openai_clip import clip
 
-REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
-CONFIG = osp.join(REPO, "configs/trainers/VPT/vit_b16_c2_ep5_batch4_4.yaml")
 VISION_BLOCKS = 3
 TOL = 1e-5
 
 
-@pytest.fixture(scope="module")
-def data_root(tmp_path_factory) -> str:
-    return make_eurosat_tree(tmp_path_factory.mktemp("data"), n_per_class=6)
+@pytest.fixture()
+def data_root(eurosat_root):
+    return eurosat_root
 
 
-@pytest.fixture(scope="module")
-def clip_path(tmp_path_factory) -> str:
-    return str(make_tiny_clip(tmp_path_factory.mktemp("clip") / "tiny3.pt", vision_layers=VISION_BLOCKS, text_layers=2))
+@pytest.fixture()
+def clip_path(three_block_clip_path):
+    return three_block_clip_path
 
 
 def cli_args(data_root, clip_path, out, *opts, subsample="base"):
-    """The shipped config, shrunk to the tiny CLIP: 2 shots, 2 epochs, 3 prompt tokens in every block."""
-    return [
-        "--root", data_root, "--seed", "1", "--trainer", "VPT", "--output-dir", str(out),
-        "--dataset-config-file", osp.join(REPO, "configs/datasets/eurosat.yaml"), "--config-file", CONFIG,
-        "MODEL.BACKBONE.NAME", clip_path, "INPUT.SIZE", "(32, 32)", "DATALOADER.NUM_WORKERS", "0",
-        "DATALOADER.TEST.BATCH_SIZE", "10", "DATASET.NUM_SHOTS", "2", "DATASET.SUBSAMPLE_CLASSES", subsample,
-        "DATASET.CACHE_DIR", str(out) + "_cache", "OPTIM.MAX_EPOCH", "2", "TRAINER.VPT.PREC", "fp32",
-        "TRAINER.VPT.N_CTX_VISION", "3", "TRAINER.VPT.PROMPT_DEPTH_VISION", str(VISION_BLOCKS), *opts,
-    ]
+    """The shipped config, shrunk to the tiny CLIP: 3 prompt tokens in every image block."""
+    return shrunk_run_args("VPT", "VPT/vit_b16_c2_ep5_batch4_4", "VPT", data_root, clip_path, out,
+                           "TRAINER.VPT.N_CTX_VISION", "3", "TRAINER.VPT.PROMPT_DEPTH_VISION", str(VISION_BLOCKS),
+                           *opts, subsample=subsample)
 
 
 def build(data_root, clip_path, out, *opts, subsample="base"):
-    parsed = train.build_parser().parse_args(cli_args(data_root, clip_path, out, *opts, subsample=subsample))
-    train.register_components()
-    cfg = train.setup_cfg(parsed)
-    set_random_seed(cfg.SEED)
-    return build_trainer(cfg)
+    return build_from_args(cli_args(data_root, clip_path, out, *opts, subsample=subsample))
 
 
 def upstream_text_features(model, classnames):
