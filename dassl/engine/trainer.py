@@ -18,7 +18,9 @@ Beyond upstream (docs/upstream-differences.md, "Checkpoints and resume"):
   last batch themselves, are not stepped twice);
 - hooks ``before_test()``/``after_test()`` wrap the evaluation loop and
   ``checkpoint_extras()`` is merged into saved checkpoints; the extras of loaded
-  checkpoints are returned by ``load_model`` and kept in ``self.loaded_extras``;
+  checkpoints are returned by ``load_model`` and kept in ``self.loaded_extras``, and each
+  checkpoint's extras reach ``before_load_state_dict(name, extras)`` before its state dict
+  is loaded (e.g. to skip a head built for another class set);
 - before each epoch the training datasets are told the epoch (``set_data_epoch``), since
   each item's augmentation is seeded by (seed, epoch, index) (``dassl/data/data_manager.py``);
   every pass over a loader (an epoch, an evaluation) runs inside the ``data_pass(loader)``
