@@ -119,7 +119,10 @@ class VPT(PromptTrainer):
               f"{node.PROMPT_DEPTH_VISION} blocks")
         text_features = self.hand_crafted_features(TextEncoder(clip_model), classnames, [template])
         prompts = DeepVisualPrompts(image_encoder.width, node.N_CTX_VISION, node.PROMPT_DEPTH_VISION)
-        return VPTCLIP(clip_model, text_features, prompts)
+        model = VPTCLIP(clip_model, text_features, prompts)
+        # MODEL.ACT_CHECKPOINT: the image blocks recompute their activations in the backward pass.
+        model.image_encoder.checkpointing = bool(cfg.MODEL.get("ACT_CHECKPOINT", False))
+        return model
 
     def trainable_modules(self) -> Dict[str, nn.Module]:
         return {"prompt_learner": self.model.visual_prompts}  # upstream's checkpoint folder

@@ -151,3 +151,15 @@ def test_upstream_checkpoints_load(data_root, clip_path, tmp_path):
 def test_bad_settings_name_the_key(opts, message, data_root, clip_path, tmp_path):
     with pytest.raises(ValueError, match=message):
         build(data_root, clip_path, tmp_path / "out", *opts)
+
+
+def test_activation_checkpointing_gives_the_same_step(data_root, clip_path, tmp_path):
+    batch = {"img": torch.randn(4, 3, 32, 32, generator=torch.Generator().manual_seed(5)), "label": torch.tensor([0, 1, 2, 3])}
+    grads = []
+    for flag in ("False", "True"):
+        trainer = build(data_root, clip_path, tmp_path / flag, "MODEL.ACT_CHECKPOINT", flag)
+        assert trainer.model.image_encoder.checkpointing is (flag == "True")
+        trainer.forward_backward(batch)
+        grads.append([p.grad.clone() for p in trainer.model.visual_prompts.parameters()])
+    for plain, checkpointed in zip(*grads):
+        assert torch.allclose(plain, checkpointed, atol=1e-6)
