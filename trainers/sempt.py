@@ -11,6 +11,11 @@ description along shared attribute ``k``:
 
 At test time each class uses ``t_c`` if the prompt was trained on it (the class
 names are stored in the checkpoint) and ``g_c(x)`` otherwise, in one softmax.
+
+Composed of parts (``trainers/parts/``): the attribute knowledge (``attributes``,
+``description_bank``, ``fusion``), the label branch's prompts (CoOp's learner, or
+``coupled_prompts`` / ``vl_prompts`` + ``self_regulation`` with their keys in
+``TRAINER.SEMPT.MAPLE`` / ``TRAINER.SEMPT.PROMPTSRC``) and ``knowledge_guidance``.
 """
 from __future__ import annotations
 
