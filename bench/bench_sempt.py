@@ -30,7 +30,7 @@ ARCHS = {"vit_b16": VIT_B16, "tiny": (64, 32, 1, 64, 16, 77, 49408, 64, 1, 1)}  
 
 
 def write_attribute_file(path: Path, classnames, n_attr: int) -> None:
-    from trainers.sempt.attributes import normalize_classname
+    from trainers.parts.attributes import normalize_classname
 
     attrs = [f"attribute_{k}" for k in range(n_attr)]
     filler = "with a clearly visible shape colour texture and set of parts seen in an ordinary photo number"

@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any, Callable, Optional, Sequence, TypeVar
 from urllib.parse import urlsplit
 
-from trainers.sempt.attributes import (
+from trainers.parts.attributes import (
     ATTRIBUTE_DATA_ROOT,
     MAX_ATTRIBUTES,
     MIN_ATTRIBUTES,

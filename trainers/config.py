@@ -10,7 +10,7 @@ trainer module, so all registered nodes exist before the YAMLs are merged.
 """
 from __future__ import annotations
 
-from typing import Callable, List
+from typing import Any, Callable, Dict, List, Mapping
 
 from dassl.config import CfgNode
 
@@ -73,4 +73,74 @@ def extend_cfg(cfg) -> None:
         fn(cfg)
 
 
-__all__ = ["register_config", "prompt_config_node", "extend_cfg"]
+def default_cfg() -> CfgNode:
+    """The engine defaults with every registered node: a config before any YAML or option."""
+    from dassl.config import get_cfg_default
+
+    cfg = get_cfg_default()
+    extend_cfg(cfg)
+    return cfg
+
+
+_MISSING = object()
+
+
+def _lookup(cfg: CfgNode, key: str) -> Any:
+    node: Any = cfg
+    for part in key.split("."):
+        if not isinstance(node, CfgNode) or part not in node:
+            return _MISSING
+        node = node[part]
+    return node
+
+
+def _assign(cfg: CfgNode, key: str, value: Any) -> None:
+    *parents, leaf = key.split(".")
+    node = cfg
+    for part in parents:
+        node = node[part]
+    node[leaf] = value
+
+
+def resolve_config_aliases(cfg: CfgNode, node_name: str, aliases: Mapping[str, str]) -> Dict[str, str]:
+    """Write the upstream spellings a config sets into the method's own node, in place.
+
+    ``aliases`` maps a key of ``TRAINER.<node_name>`` (dots for sub-nodes) to the full key of
+    its other spelling, e.g. ``{"N_CTX": "TRAINER.COOP.N_CTX", "LAMBDA": "LOSS.LAMBDA"}``
+    (a trainer's ``CONFIG_ALIASES``). A key counts as set when its value differs from its
+    registered default (``default_cfg``): yacs cannot tell a value written equal to the default
+    from none. An alias that is set overwrites the own key; when both are set, to different
+    values, that is a ``ValueError`` naming both. Returns ``{own key: the full key its value
+    came from}`` for every key of the aliases (its own full key where no alias applied).
+    """
+    defaults = default_cfg()
+    sources: Dict[str, str] = {}
+    changes: Dict[str, Any] = {}
+    for own, alias in aliases.items():
+        own_full = f"TRAINER.{node_name}.{own}"
+        own_value = _lookup(cfg, own_full)
+        if own_value is _MISSING:
+            raise KeyError(f"CONFIG_ALIASES of TRAINER.{node_name} names {own_full}, which the config does not define")
+        sources[own] = own_full
+        alias_value = _lookup(cfg, alias)
+        if alias_value is _MISSING or alias_value == _lookup(defaults, alias):
+            continue  # the alias's node is not defined, or the alias is not set
+        own_default = _lookup(defaults, own_full)
+        if own_value != own_default and own_value != alias_value:
+            raise ValueError(
+                f"{alias}={alias_value!r} and {own_full}={own_value!r} are two spellings of one setting "
+                f"(upstream's and this repository's), set to different values; set only one of them"
+            )
+        changes[own_full] = alias_value
+        sources[own] = alias
+    if changes:
+        frozen = cfg.is_frozen()
+        cfg.defrost()
+        for key, value in changes.items():
+            _assign(cfg, key, value)
+        if frozen:
+            cfg.freeze()
+    return sources
+
+
+__all__ = ["register_config", "prompt_config_node", "extend_cfg", "default_cfg", "resolve_config_aliases"]

@@ -15,8 +15,8 @@ from .config import prompt_config_node, register_config
 @register_config
 def coop_config(cfg) -> None:
     cfg.TRAINER.COOP = prompt_config_node(n_ctx=16, ctx_init="", prec="fp16")
-    # KgCoOp's lambda in the upstream spelling (KgCoOp scripts pass TRAINER.COOP.W 8.0).
-    # None = unset; when set it overrides TRAINER.KGCOOP.W. CoOp itself ignores it.
+    # KgCoOp's and TCP's lambda in the upstream spelling (their scripts pass TRAINER.COOP.W 8.0),
+    # an alias in their CONFIG_ALIASES. None = unset. CoOp itself ignores it.
     cfg.TRAINER.COOP.W = None
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 from dassl.engine import TRAINER_REGISTRY
 
 from .config import register_config
-from .sempt.description_classifier import DescriptionClassifier, description_config_node
+from .parts.description_classifier import DescriptionClassifier, description_config_node
 
 
 @register_config

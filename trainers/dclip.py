@@ -20,7 +20,7 @@ from typing import List
 from dassl.engine import TRAINER_REGISTRY
 
 from .config import register_config
-from .sempt.description_classifier import DescriptionClassifier, description_config_node
+from .parts.description_classifier import DescriptionClassifier, description_config_node
 
 # First words after which upstream's frame reads "which is ..." / "which ...";
 # anything else gets "which has ..." (upstream loading_helpers.py, make_descriptor_sentence).

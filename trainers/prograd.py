@@ -20,15 +20,15 @@ fork (``Dassl.ProGrad.pytorch/dassl/engine/trainer.py``).
   engine's ``after_backward`` hook, where ``g_ce`` is final and unscaled.
 
 Config: ``TRAINER.PROGRAD.{N_CTX, CTX_INIT, CSC, CLASS_TOKEN_POSITION, PREC, LAMBDA, T}``.
-The spellings of upstream scripts and YAMLs are honoured: ``TRAINER.COOP.{N_CTX, CSC,
-CLASS_TOKEN_POSITION, PREC}`` when set to something other than CoOp's default, and
-``LOSS.{LAMBDA, T}`` when set, override the node; ``LOSS.NAME`` may be "" or "prograd".
+The spellings of upstream scripts and YAMLs are aliases (``CONFIG_ALIASES``): ``TRAINER.COOP.{N_CTX,
+CSC, CLASS_TOKEN_POSITION, PREC}`` and ``LOSS.{LAMBDA, T}``, when set, are written into the node;
+``LOSS.NAME`` may be "" or "prograd".
 Differences from upstream (docs/upstream-differences.md, "ProGrad"): no division by a zero
 gradient norm, amp works, the teacher shares the student's CLIP and image features.
 """
 from __future__ import annotations
 
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -39,13 +39,11 @@ from dassl.engine import TRAINER_REGISTRY
 from dassl.metrics import compute_accuracy
 
 from .common.model import PromptCLIP
-from .common.precision import PRECISIONS
 from .common.prompt_learner import PromptLearner
 from .common.templates import CUSTOM_TEMPLATES, template_for
 from .common.text_encoder import TextEncoder, tokenize
 from .common.trainer import LossOutput, PromptTrainer
 from .config import prompt_config_node, register_config
-from .coop import coop_config
 
 # ProGrad's own template table (``CUSTOM_TEMPLATES`` in ProGrad.public/trainers/prograd.py):
 # CoOp's, except that five datasets put the category phrase first. Its teacher and its
@@ -59,9 +57,13 @@ PROGRAD_TEMPLATES: Dict[str, str] = {
     "Food101": "a type of food, a photo of {}.",
 }
 
-# Keys that upstream scripts pass as TRAINER.COOP.<key> and ProGrad reads from its own node.
+# Keys that upstream scripts pass as TRAINER.COOP.<key> or LOSS.<key>: ProGrad's aliases.
 COOP_SPELLINGS = ("N_CTX", "CSC", "CLASS_TOKEN_POSITION", "PREC")
 LOSS_SPELLINGS = ("LAMBDA", "T")
+CONFIG_ALIASES: Dict[str, str] = {
+    **{key: f"TRAINER.COOP.{key}" for key in COOP_SPELLINGS},
+    **{key: f"LOSS.{key}" for key in LOSS_SPELLINGS},
+}
 LOSS_NAME = "prograd"
 
 
@@ -84,45 +86,20 @@ def prograd_config(cfg) -> None:
     cfg.LOSS.T = None
 
 
-def _coop_defaults() -> CfgNode:
-    scratch = CfgNode()
-    scratch.TRAINER = CfgNode()
-    coop_config(scratch)
-    return scratch.TRAINER.COOP
-
-
-def resolve_settings(cfg) -> Tuple[CfgNode, Dict[str, str]]:
-    """``TRAINER.PROGRAD`` with the upstream spellings applied, and which key set each value.
-
-    ``TRAINER.COOP.<key>`` (``COOP_SPELLINGS``) wins when it differs from CoOp's default
-    (upstream scripts pass e.g. ``TRAINER.COOP.N_CTX 16``), ``LOSS.LAMBDA``/``LOSS.T`` when
-    set. Raises ``ValueError`` naming the key for a value ProGrad cannot use.
-    """
-    node = cfg.TRAINER.PROGRAD.clone()
-    node.defrost()
-    sources = {key: f"TRAINER.PROGRAD.{key}" for key in node}
-    coop = cfg.TRAINER.get("COOP")
-    if coop is not None:
-        defaults = _coop_defaults()
-        for key in COOP_SPELLINGS:
-            if key in coop and coop[key] != defaults[key]:
-                node[key], sources[key] = coop[key], f"TRAINER.COOP.{key}"
-    if node.CTX_INIT is None:
-        node.CTX_INIT, sources["CTX_INIT"] = True, "TRAINER.PROGRAD.CTX_INIT unset: upstream's template init"
+def check_settings(cfg, sources: Mapping[str, str]) -> None:
+    """Validate ``TRAINER.PROGRAD`` (aliases already resolved into it), in place: its numbers
+    become floats and an unset ``CTX_INIT`` becomes True (upstream's template init). ``sources`` names the key each value came from (``resolve_config_aliases``); a
+    ``ValueError`` names it for a value ProGrad cannot use."""
+    node = cfg.TRAINER.PROGRAD
+    sources = {**{key: f"TRAINER.PROGRAD.{key}" for key in node}, **sources}
     loss = cfg.get("LOSS", CfgNode())
-    for key in LOSS_SPELLINGS:
-        if loss.get(key) is not None:
-            node[key], sources[key] = loss[key], f"LOSS.{key}"
-
     name = str(loss.get("NAME", "") or "")
     if name and name.lower() != LOSS_NAME:
         raise ValueError(
             f'LOSS.NAME="{name}": ProGrad implements only its own loss, "{LOSS_NAME}" (upstream\'s name); '
             f'write LOSS.NAME "{LOSS_NAME}" or leave it unset'
         )
-    if str(node.PREC).lower() not in PRECISIONS:
-        raise ValueError(f"{sources['PREC']}={node.PREC!r}; choose one of {list(PRECISIONS)}")
-    if not isinstance(node.CTX_INIT, (bool, str)):
+    if node.CTX_INIT is not None and not isinstance(node.CTX_INIT, (bool, str)):
         raise ValueError(
             f"{sources['CTX_INIT']}={node.CTX_INIT!r}: write True (upstream ProGrad's init from the dataset "
             'template), False or "" (random init), or the initialisation words, e.g. "a photo of a"'
@@ -130,10 +107,16 @@ def resolve_settings(cfg) -> Tuple[CfgNode, Dict[str, str]]:
     for key in LOSS_SPELLINGS:
         if isinstance(node[key], bool) or not isinstance(node[key], (int, float)):
             raise ValueError(f"{sources[key]}={node[key]!r}: expected a number, e.g. 1.0")
-        node[key] = float(node[key])
     if node.T <= 0:
         raise ValueError(f"{sources['T']}={node.T}: the distillation temperature must be > 0")
-    return node, sources
+    frozen = cfg.is_frozen()
+    cfg.defrost()
+    if node.CTX_INIT is None:
+        node.CTX_INIT = True  # unset: upstream's template init
+    for key in LOSS_SPELLINGS:
+        node[key] = float(node[key])
+    if frozen:
+        cfg.freeze()
 
 
 def template_words(template: str) -> str:
@@ -222,20 +205,19 @@ def project_conflicting_gradient(g_ce: torch.Tensor, g_kd: torch.Tensor, lambda_
 class ProGrad(PromptTrainer):
     CFG_NODE = "PROGRAD"
     PROMPT_LEARNER = ProGradPromptLearner
+    CONFIG_ALIASES = CONFIG_ALIASES
 
     # -- config ---------------------------------------------------------------
     def check_cfg(self, cfg) -> None:
         super().check_cfg(cfg)
-        self.settings, self.setting_sources = resolve_settings(cfg)
-
-    @property
-    def method_cfg(self) -> CfgNode:
-        """``TRAINER.PROGRAD`` with the upstream spellings applied (``resolve_settings``)."""
-        return self.settings
+        self.setting_sources = {key: self.config_sources.get(key, f"TRAINER.PROGRAD.{key}") for key in cfg.TRAINER.PROGRAD}
+        if cfg.TRAINER.PROGRAD.CTX_INIT is None:
+            self.setting_sources["CTX_INIT"] = "TRAINER.PROGRAD.CTX_INIT unset: upstream's template init"
+        check_settings(cfg, self.config_sources)
 
     # -- model ----------------------------------------------------------------
     def build_custom_model(self, cfg, classnames: Sequence[str], clip_model: nn.Module) -> nn.Module:
-        node, sources = self.settings, self.setting_sources
+        node, sources = self.method_cfg, self.setting_sources
         print("ProGrad settings: " + ", ".join(f"{key} = {node[key]!r} ({sources[key]})" for key in node))
         template = template_for(cfg.DATASET.NAME, PROGRAD_TEMPLATES)
         if node.CTX_INIT is True:
@@ -256,7 +238,7 @@ class ProGrad(PromptTrainer):
         image_features = self.model.encode_image(image)
         logits = self.model.logits(image_features, self.model.text_features())
         loss_ce = F.cross_entropy(logits, label)
-        loss_kd = distillation_loss(logits, self.model.teacher_logits(image_features), self.settings.T)
+        loss_kd = distillation_loss(logits, self.model.teacher_logits(image_features), self.method_cfg.T)
         self._kd_grads = self.distillation_gradients(loss_kd)
         return loss_ce, {"loss_kd": loss_kd, "acc": compute_accuracy(logits, label)[0]}
 
@@ -279,7 +261,7 @@ class ProGrad(PromptTrainer):
         kd_grads, self._kd_grads = self._kd_grads, {}
         for p, g_kd in kd_grads.items():
             if p.grad is not None:
-                p.grad = project_conflicting_gradient(p.grad, g_kd, self.settings.LAMBDA)
+                p.grad = project_conflicting_gradient(p.grad, g_kd, self.method_cfg.LAMBDA)
         super().after_backward()
 
 
@@ -290,7 +272,7 @@ __all__ = [
     "ProGradPromptLearner",
     "distillation_loss",
     "project_conflicting_gradient",
+    "check_settings",
     "prograd_config",
-    "resolve_settings",
     "template_words",
 ]

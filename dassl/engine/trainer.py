@@ -18,7 +18,9 @@ Beyond upstream (docs/upstream-differences.md, "Checkpoints and resume"):
   last batch themselves, are not stepped twice);
 - hooks ``before_test()``/``after_test()`` wrap the evaluation loop and
   ``checkpoint_extras()`` is merged into saved checkpoints; the extras of loaded
-  checkpoints are returned by ``load_model`` and kept in ``self.loaded_extras``;
+  checkpoints are returned by ``load_model`` and kept in ``self.loaded_extras``, and each
+  checkpoint's extras reach ``before_load_state_dict(name, extras)`` before its state dict
+  is loaded (e.g. to skip a head built for another class set);
 - before each epoch the training datasets are told the epoch (``set_data_epoch``), since
   each item's augmentation is seeded by (seed, epoch, index) (``dassl/data/data_manager.py``);
   every pass over a loader (an epoch, an evaluation) runs inside the ``data_pass(loader)``
@@ -282,6 +284,12 @@ class TrainerBase:
         """
         return state_dict
 
+    def before_load_state_dict(self, name: str, extras: Dict[str, Any]) -> None:
+        """Hook: called by ``load_model`` with a checkpoint's extras (what ``checkpoint_extras``
+        saved) before its state dict is loaded into model ``name``; e.g. to skip a head that
+        depends on a class set the checkpoint was not trained on (extend
+        ``self.ignored_checkpoint_keys``, or change the model)."""
+
     def load_model(self, directory: str, epoch: Optional[int] = None) -> Dict[str, Any]:
         """Load every registered model's weights from ``directory`` (see ``checkpoint_path``).
 
@@ -303,6 +311,8 @@ class TrainerBase:
         for name in names:
             fpath = self.checkpoint_path(directory, name, epoch)
             checkpoint = read_model_checkpoint(fpath)
+            self.before_load_state_dict(name, {k: v for k, v in checkpoint.items() if k not in RESERVED_KEYS})
+            ignored = tuple(self.ignored_checkpoint_keys)  # the hook may have extended them
             state_dict = self.translate_checkpoint(name, dict(checkpoint["state_dict"]))
             state_dict = {k: v for k, v in state_dict.items() if not _is_ignored(k, ignored)}
             msg = f'Loading weights to {name} from "{fpath}" (epoch = {checkpoint.get("epoch")})'

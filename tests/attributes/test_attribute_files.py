@@ -1,11 +1,11 @@
-"""trainers.sempt.attributes: loading, matching, finding and validating attribute files."""
+"""trainers.parts.attributes: loading, matching, finding and validating attribute files."""
 import hashlib
 import json
 
 import pytest
 
-from trainers.sempt import attributes as A
-from trainers.sempt.attributes import (
+from trainers.parts import attributes as A
+from trainers.parts.attributes import (
     AttributeDataError,
     find_attribute_file,
     load_attribute_file,

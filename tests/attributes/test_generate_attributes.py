@@ -8,7 +8,7 @@ import json
 import pytest
 
 from tools import generate_attributes as G
-from trainers.sempt.attributes import load_attribute_file, prompt_hashes, validate_attribute_file
+from trainers.parts.attributes import load_attribute_file, prompt_hashes, validate_attribute_file
 
 CLASSES = ["red apple", "banana", "cherry", "durian"]
 ATTRIBUTES = ["shape", "colour", "texture", "setting"]  # what the fake server's step 1 answers

@@ -15,7 +15,7 @@ from tests.utils.fabricate import (
     make_imagenetv2_tree,
 )
 from tools.generate_attributes import main as generate_attributes
-from trainers.sempt.attributes import find_attribute_file, load_attribute_file, match_classes
+from trainers.parts.attributes import find_attribute_file, load_attribute_file, match_classes
 
 REPO = Path(__file__).resolve().parents[2]
 DATASETS = ["caltech101", "dtd", "eurosat", "fgvc_aircraft", "food101", "imagenet", "oxford_flowers",

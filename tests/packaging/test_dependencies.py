@@ -150,4 +150,4 @@ def test_the_attribute_generator_loads_the_attribute_module_only():
              "print(' '.join(sorted(m for m in sys.modules if m.split('.')[0] in ('trainers', 'torch', 'dassl', 'clip'))))")
     result = subprocess.run([sys.executable, "-c", probe], cwd=REPO, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
-    assert result.stdout.split() == ["trainers", "trainers.sempt", "trainers.sempt.attributes"]
+    assert result.stdout.split() == ["trainers", "trainers.parts", "trainers.parts.attributes"]

@@ -3,7 +3,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from trainers.sempt.fusion import (
+from trainers.parts.fusion import (
     FUSIONS,
     WEIGHTINGS,
     attribute_logits,

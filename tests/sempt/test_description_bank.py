@@ -1,9 +1,9 @@
-"""trainers.sempt.description_bank: pooling of sentence embeddings and the per-backbone cache."""
+"""trainers.parts.description_bank: pooling of sentence embeddings and the per-backbone cache."""
 import pytest
 import torch
 import torch.nn.functional as F
 
-from trainers.sempt.description_bank import SentenceEmbeddingCache, backbone_key, pool_descriptions
+from trainers.parts.description_bank import SentenceEmbeddingCache, backbone_key, pool_descriptions
 
 
 def test_pooling_with_and_without_renormalisation():

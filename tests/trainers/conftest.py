@@ -47,3 +47,17 @@ def count_text_encoder(monkeypatch):
 
     monkeypatch.setattr(TextEncoder, "forward", counting)
     return calls
+
+
+@pytest.fixture(scope="session")
+def eurosat_root(tmp_path_factory) -> str:
+    """A fabricated EuroSAT tree (10 classes, 6 images each)."""
+    from tests.utils.fabricate import make_eurosat_tree
+
+    return make_eurosat_tree(tmp_path_factory.mktemp("eurosat"), n_per_class=6)
+
+
+@pytest.fixture(scope="session")
+def three_block_clip_path(tmp_path_factory) -> str:
+    """A tiny CLIP with 3 image blocks (room for deep visual prompts) and 2 text blocks."""
+    return str(make_tiny_clip(tmp_path_factory.mktemp("clip3") / "tiny3.pt", vision_layers=3, text_layers=2))

@@ -19,7 +19,7 @@ from dassl.utils import set_random_seed
 from tests.utils.fabricate import make_eurosat_tree
 from trainers.common.openai_clip import clip
 from trainers.dclip import descriptor_clause
-from trainers.sempt.attributes import AttributeDataError
+from trainers.parts.attributes import AttributeDataError
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 NODES = {"DCLIP": "DCLIP", "CuPL": "CUPL"}
@@ -292,7 +292,7 @@ def test_a_missing_or_unreadable_file_names_the_key(data_root, tiny_clip_path, t
 
 
 def test_a_dataset_without_an_attribute_file_names_the_fix(data_root, tiny_clip_path, tmp_path, monkeypatch):
-    from trainers.sempt import attributes
+    from trainers.parts import attributes
 
     monkeypatch.setattr(attributes, "ATTRIBUTE_DATA_ROOT", tmp_path / "no_attribute_data")
     with pytest.raises(AttributeDataError, match=r"eurosat\.json for dataset EuroSAT does not exist.*TRAINER\.DCLIP\.ATTRIBUTE_FILE"):

@@ -27,9 +27,9 @@ from trainers.common.openai_clip import clip
 from trainers.common.precision import Precision
 from trainers.common.prompt_learner import bpe_length
 from trainers.common.templates import IMAGENET_TEMPLATES
-from trainers.ivlp import CHECKPOINT_NAME, VLPromptLearner
+from trainers.parts.vl_prompts import CHECKPOINT_NAME, VLPromptLearner
 from trainers.common.model import PromptCLIP
-from trainers.promptsrc import gpa_epoch_weights
+from trainers.parts.self_regulation import gpa_epoch_weights
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 CONFIGS = {"IVLP": "IVLP/vit_b16_c2_ep5_batch4_2+2ctx", "PromptSRC": "PromptSRC/vit_b16_c2_ep20_batch4_4+4ctx"}

@@ -28,7 +28,7 @@ from trainers.common.clip_loader import load_clip
 from trainers.common.model import PromptCLIP
 from trainers.common.openai_clip import clip
 from trainers.common.precision import Precision
-from trainers.maple import MultiModalPromptLearner
+from trainers.parts.coupled_prompts import MultiModalPromptLearner
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 TEXT_BLOCKS, VISION_BLOCKS = 3, 4

@@ -1,7 +1,7 @@
 """Where the project's caches live, and how a cache names the CLIP backbone it was made with.
 
 ``$SEMPT_CACHE_DIR`` (default ``~/.cache/sempt``) holds the description embeddings
-(``descriptions/``, ``trainers/sempt/description_bank.py``) and the image features
+(``descriptions/``, ``trainers/parts/description_bank.py``) and the image features
 (``features/``, ``trainers/common/feature_cache.py``).
 """
 from __future__ import annotations

@@ -109,7 +109,16 @@ class ImageEncoder(nn.Module):
         deep_prompts: Optional[DeepPrompts] = None,
     ) -> torch.Tensor:
         server = self.feature_server
-        if server is not None and prompts is None and deep_prompts is None and not image.requires_grad:
+        if server is not None and (prompts is not None or deep_prompts is not None):
+            # A server is attached only when the model declared its image features fixed.
+            raise RuntimeError(
+                "The image tower got visual prompts, but the model declares image_features_are_fixed True, "
+                "so its image features are served by the frozen-feature cache. Make the model's "
+                "image_features_are_fixed False when what the method learns reaches the image tower "
+                "(a PromptLearner with prompts_image_tower = True does it for PromptCLIP; a custom "
+                "CLIPClassifier overrides the image_features_are_fixed property)."
+            )
+        if server is not None and not image.requires_grad:
             return server.features(image)
         return self.compute(image, prompts, deep_prompts)
 

@@ -42,9 +42,11 @@ class CLIPClassifier(nn.Module):
         image tower), so its features may be computed once and reused."""
         return True
 
-    def encode_image(self, image: torch.Tensor) -> torch.Tensor:
-        """L2-normalised image features."""
-        return F.normalize(self.image_encoder(image), dim=-1)
+    def encode_image(self, image: torch.Tensor, normalize: bool = True) -> torch.Tensor:
+        """Image features, L2-normalised unless ``normalize`` is False (the raw output of the
+        image tower's projection)."""
+        features = self.image_encoder(image)
+        return F.normalize(features, dim=-1) if normalize else features
 
     def text_features(self) -> torch.Tensor:
         """L2-normalised class text features ``(n_cls, dim)``."""
@@ -98,14 +100,16 @@ class PromptCLIP(CLIPClassifier):
     def image_features_are_fixed(self) -> bool:
         return not self.prompt_learner.prompts_image_tower
 
-    def encode_image(self, image: torch.Tensor) -> torch.Tensor:
+    def encode_image(self, image: torch.Tensor, normalize: bool = True) -> torch.Tensor:
         learner = self.prompt_learner
         features = self.image_encoder(
             image, prompts=learner.visual_prompts(), deep_prompts=learner.visual_deep_prompts()
         )
-        return F.normalize(features, dim=-1)
+        return F.normalize(features, dim=-1) if normalize else features
 
-    def text_features(self) -> torch.Tensor:
+    def text_features(self, normalize: bool = True) -> torch.Tensor:
+        """Class text features of the learned prompts ``(n_cls, dim)``, L2-normalised unless
+        ``normalize`` is False."""
         learner = self.prompt_learner
         features = self.text_encoder.encode_prompts(
             learner(),
@@ -114,7 +118,7 @@ class PromptCLIP(CLIPClassifier):
             chunk_size=CHECKPOINT_CHUNK_SIZE if self.activation_checkpointing else None,
             checkpointing=self.activation_checkpointing,
         )
-        return F.normalize(features, dim=-1)
+        return F.normalize(features, dim=-1) if normalize else features
 
 
 __all__ = ["CHECKPOINT_CHUNK_SIZE", "CLIPClassifier", "FixedTextCLIP", "PromptCLIP"]

@@ -43,6 +43,7 @@ from dassl.metrics import compute_accuracy
 from dassl.optim import build_lr_scheduler, build_optimizer
 from dassl.utils import load_pretrained_weights
 
+from ..config import resolve_config_aliases
 from .cache_identity import backbone_key
 from .clip_loader import load_clip_to_cpu, resolve_clip_checkpoint
 from .feature_cache import ImageFeatureServer, attach_feature_server
@@ -99,12 +100,17 @@ class PromptTrainer(TrainerX):
     CFG_NODE: ClassVar[Optional[str]] = None
     #: The prompt learner ``build_prompt_learner`` makes.
     PROMPT_LEARNER: ClassVar[Type[PromptLearner]] = PromptLearner
+    #: Other spellings of the node's keys, ``{own key: full key}`` (e.g. upstream's
+    #: ``{"N_CTX": "TRAINER.COOP.N_CTX", "LAMBDA": "LOSS.LAMBDA"}``), resolved into the node by
+    #: ``check_cfg`` (``trainers.config.resolve_config_aliases``: an alias that is set wins,
+    #: an alias and an own key set to different values are an error naming both).
+    CONFIG_ALIASES: ClassVar[Mapping[str, str]] = {}
     ignored_checkpoint_keys = CLASS_DEPENDENT_KEYS  # rebuilt from the current class names
 
     # -- config ---------------------------------------------------------------
     @property
     def method_cfg(self):
-        """``cfg.TRAINER.<CFG_NODE>``."""
+        """``cfg.TRAINER.<CFG_NODE>`` (aliases already resolved into it)."""
         return self.cfg.TRAINER[self.CFG_NODE]
 
     def check_cfg(self, cfg) -> None:
@@ -121,10 +127,17 @@ class PromptTrainer(TrainerX):
                 "declare it in a @register_config function and build the config with "
                 "trainers.config.extend_cfg(cfg)"
             )
+        #: ``{own key: the full key its value came from}`` for the keys with aliases.
+        self.config_sources = resolve_config_aliases(cfg, self.CFG_NODE, self.CONFIG_ALIASES)
+        for key, source in self.config_sources.items():
+            if source != f"TRAINER.{self.CFG_NODE}.{key}":
+                value = cfg.TRAINER[self.CFG_NODE]
+                for part in key.split("."):
+                    value = value[part]
+                print(f"{source} = {value!r} (upstream spelling) overrides TRAINER.{self.CFG_NODE}.{key}")
         if str(node.PREC).lower() not in PRECISIONS:
-            raise ValueError(
-                f"TRAINER.{self.CFG_NODE}.PREC={node.PREC!r}; choose one of {list(PRECISIONS)}"
-            )
+            source = self.config_sources.get("PREC", f"TRAINER.{self.CFG_NODE}.PREC")
+            raise ValueError(f"{source}={node.PREC!r}; choose one of {list(PRECISIONS)}")
 
     # -- model ----------------------------------------------------------------
     def build_model(self) -> None:
@@ -159,9 +172,24 @@ class PromptTrainer(TrainerX):
                 load_pretrained_weights(module, cfg.MODEL.INIT_WEIGHTS)
 
         self.model.to(self.device)
+        multipliers = dict(self.lr_multipliers())
+        unknown = sorted(set(multipliers) - set(trainable))
+        if unknown:
+            raise KeyError(
+                f"{type(self).__name__}.lr_multipliers() names {unknown}, which are not among "
+                f"trainable_modules() {sorted(trainable)}"
+            )
         for name, module in trainable.items():
-            optim = build_optimizer(module, cfg.OPTIM)
-            sched = build_lr_scheduler(optim, cfg.OPTIM)
+            optim_cfg = cfg.OPTIM
+            multiplier = float(multipliers.get(name, 1.0))
+            if multiplier != 1.0:
+                optim_cfg = cfg.OPTIM.clone()
+                optim_cfg.defrost()
+                optim_cfg.LR = cfg.OPTIM.LR * multiplier
+            if multipliers:
+                print(f"Learning rate of {name}: {optim_cfg.LR:g} (OPTIM.LR x {multiplier:g})")
+            optim = build_optimizer(module, optim_cfg)
+            sched = build_lr_scheduler(optim, optim_cfg)
             self.register_model(name, module, optim, sched)
         self.scaler = self.precision.grad_scaler()
         self._eval_text_features: Optional[torch.Tensor] = None
@@ -202,6 +230,11 @@ class PromptTrainer(TrainerX):
     def trainable_modules(self) -> Dict[str, nn.Module]:
         """The modules that train, each registered (and checkpointed) under its key."""
         return {"prompt_learner": self.model.prompt_learner}
+
+    def lr_multipliers(self) -> Dict[str, float]:
+        """``{trainable module name: factor}``: that module trains at ``OPTIM.LR * factor`` (its own
+        optimizer and schedule; the warmup's constant rate is not scaled). Default: all at 1."""
+        return {}
 
     @property
     def image_encoder_is_frozen(self) -> bool:

@@ -11,6 +11,11 @@ description along shared attribute ``k``:
 
 At test time each class uses ``t_c`` if the prompt was trained on it (the class
 names are stored in the checkpoint) and ``g_c(x)`` otherwise, in one softmax.
+
+Composed of parts (``trainers/parts/``): the attribute knowledge (``attributes``,
+``description_bank``, ``fusion``), the label branch's prompts (CoOp's learner, or
+``coupled_prompts`` / ``vl_prompts`` + ``self_regulation`` with their keys in
+``TRAINER.SEMPT.MAPLE`` / ``TRAINER.SEMPT.PROMPTSRC``) and ``knowledge_guidance``.
 """
 from __future__ import annotations
 
@@ -23,30 +28,50 @@ from torch import nn
 from dassl.engine import TRAINER_REGISTRY
 from dassl.metrics import compute_accuracy
 
-from ..common.model import PromptCLIP
-from ..common.prompt_learner import PromptLearner
-from ..common.templates import CUSTOM_TEMPLATES_KG, template_for
-from ..common.text_encoder import TextEncoder
-from ..common.trainer import LossOutput, PromptTrainer
-from ..config import prompt_config_node, register_config
-from ..ivlp import build_vl_prompt_learner
-from ..maple import MultiModalPromptLearner
-from ..promptsrc import GaussianPromptAggregation, GPATrainerMixin, SelfRegulation, announce_gpa
-from .attributes import find_attribute_file, load_attribute_file, match_classes, normalize_classname
-from .description_bank import (
+from .common.model import PromptCLIP
+from .common.prompt_learner import PromptLearner
+from .common.templates import CUSTOM_TEMPLATES_KG, template_for
+from .common.text_encoder import TextEncoder
+from .common.trainer import LossOutput, PromptTrainer
+from .config import prompt_config_node, register_config
+from .parts.attributes import find_attribute_file, load_attribute_file, match_classes, normalize_classname
+from .parts.coupled_prompts import MultiModalPromptLearner, coupled_prompt_config_node
+from .parts.description_bank import (
     SentenceEmbeddingCache,
     encode_descriptions,
     flatten_descriptions,
     pool_descriptions,
 )
-from .fusion import FUSIONS, WEIGHTINGS, attribute_logits, description_gram, select_by_exposure
+from .parts.fusion import FUSIONS, WEIGHTINGS, attribute_logits, description_gram, select_by_exposure
+from .parts.knowledge_guidance import knowledge_guidance_loss
+from .parts.self_regulation import (
+    GaussianPromptAggregation,
+    GPATrainerMixin,
+    SelfRegulation,
+    announce_gpa,
+    self_regulated_prompt_config_node,
+)
+from .parts.vl_prompts import build_vl_prompt_learner
 
 INFERENCE_MODES = ("auto", "label", "attribute", "ensemble")
 DESC_ENCODERS = ("frozen", "prompted")
-# The label branch's prompts: CoOp's (the default), or a deep-prompt baseline's learner read
-# from that baseline's own config node (TRAINER.MAPLE / TRAINER.PROMPTSRC); promptsrc also
-# brings PromptSRC's self-regulating losses and Gaussian prompt aggregation.
+# The label branch's prompts: CoOp's (the default; the node's own N_CTX, CTX_INIT, ...), MaPLe's
+# coupled prompts (TRAINER.SEMPT.MAPLE) or IVLP's prompts with PromptSRC's self-regulating
+# losses and Gaussian prompt aggregation (TRAINER.SEMPT.PROMPTSRC): parts, not trainers.
 LABEL_BRANCHES = ("coop", "maple", "promptsrc")
+#: Upstream-style configs wrote the deep branches' keys in the baselines' nodes; they still work.
+BRANCH_ALIASES = {
+    **{f"MAPLE.{key}": f"TRAINER.MAPLE.{key}" for key in ("N_CTX", "CTX_INIT", "CSC", "CLASS_TOKEN_POSITION", "PROMPT_DEPTH")},
+    **{f"PROMPTSRC.{key}": f"TRAINER.PROMPTSRC.{key}" for key in (
+        "N_CTX_TEXT", "N_CTX_VISION", "CTX_INIT", "PROMPT_DEPTH_TEXT", "PROMPT_DEPTH_VISION",
+        "TEXT_LOSS_WEIGHT", "IMAGE_LOSS_WEIGHT", "GPA_MEAN", "GPA_STD")},
+}
+
+
+def _branch_node(node):
+    """A branch's prompt keys: the part's node without PREC (SemPT's own PREC applies)."""
+    node.pop("PREC")
+    return node
 
 
 @register_config
@@ -68,9 +93,12 @@ def sempt_config(cfg) -> None:
     cfg.TRAINER.SEMPT.KG_WEIGHT = 0.0
     # Inference: auto (label for seen classes, attribute for unseen) | label | attribute | ensemble.
     cfg.TRAINER.SEMPT.INFERENCE = "auto"
-    # Label branch: coop (N_CTX/CTX_INIT/CSC/CLASS_TOKEN_POSITION above) | maple (TRAINER.MAPLE's
-    # keys) | promptsrc (TRAINER.PROMPTSRC's keys, losses and GPA).
+    # Label branch: coop (N_CTX/CTX_INIT/CSC/CLASS_TOKEN_POSITION above) | maple (the MAPLE
+    # sub-node) | promptsrc (the PROMPTSRC sub-node: prompts, loss weights and GPA).
     cfg.TRAINER.SEMPT.LABEL_BRANCH = "coop"
+    # The deep branches' keys, with MaPLe's and PromptSRC's defaults.
+    cfg.TRAINER.SEMPT.MAPLE = _branch_node(coupled_prompt_config_node())
+    cfg.TRAINER.SEMPT.PROMPTSRC = _branch_node(self_regulated_prompt_config_node())
 
 
 class DescriptionPrompts(nn.Module):
@@ -141,13 +169,13 @@ class SemPTCLIP(PromptCLIP):
         return emb, description_gram(emb)
 
     def kg_score(self, text_features: torch.Tensor) -> torch.Tensor:
-        cos = F.cosine_similarity(text_features.float(), self.kg_text_features.float(), dim=-1, eps=1e-7)
-        return 1.0 - cos.mean()
+        return knowledge_guidance_loss(text_features.float(), self.kg_text_features.float())
 
 
 @TRAINER_REGISTRY.register()
 class SemPT(GPATrainerMixin, PromptTrainer):
     CFG_NODE = "SEMPT"
+    CONFIG_ALIASES = BRANCH_ALIASES
 
     def check_cfg(self, cfg) -> None:
         super().check_cfg(cfg)
@@ -212,16 +240,17 @@ class SemPT(GPATrainerMixin, PromptTrainer):
         branch = self.method_cfg.LABEL_BRANCH
         print(f"SemPT label branch: {branch}")
         if branch == "maple":
-            maple = cfg.TRAINER.MAPLE
+            maple = self.method_cfg.MAPLE
             return self.build_prompt_learner(
-                classnames, clip_model, node=maple, learner_class=MultiModalPromptLearner, prompt_depth=maple.PROMPT_DEPTH
+                classnames, clip_model, node=maple, learner_class=MultiModalPromptLearner,
+                prompt_depth=maple.PROMPT_DEPTH, config_prefix="TRAINER.SEMPT.MAPLE",
             )
         if branch == "promptsrc":
-            src = cfg.TRAINER.PROMPTSRC
-            self.gpa = GaussianPromptAggregation(src.GPA_MEAN, src.GPA_STD, cfg.OPTIM.MAX_EPOCH)
+            src = self.method_cfg.PROMPTSRC
+            self.gpa = GaussianPromptAggregation(src.GPA_MEAN, src.GPA_STD, cfg.OPTIM.MAX_EPOCH, "TRAINER.SEMPT.PROMPTSRC")
             announce_gpa(self.gpa)
             self.self_regulation = SelfRegulation(src.TEXT_LOSS_WEIGHT, src.IMAGE_LOSS_WEIGHT)
-            return build_vl_prompt_learner(classnames, clip_model, src, "TRAINER.PROMPTSRC")
+            return build_vl_prompt_learner(classnames, clip_model, src, "TRAINER.SEMPT.PROMPTSRC")
         return self.build_prompt_learner(classnames, clip_model)
 
     def weight_temperature(self) -> float:
