@@ -117,7 +117,8 @@ class ImageEncoder(nn.Module):
         other images are computed canonically (see the module docstring)."""
         server = self.feature_server if prompts is None and deep_prompts is None else None
         if isinstance(image, ImageBatch):
-            if server is not None and image.identified:
+            differentiated = image.has_pixels and image.pixels.requires_grad  # e.g. adversarial pixels
+            if server is not None and image.identified and not differentiated:
                 return server.features(image)
             image = image.pixels
         if server is not None and not image.requires_grad:
