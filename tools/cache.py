@@ -22,12 +22,8 @@ from typing import Dict, List, Optional, Sequence
 
 from tabulate import tabulate
 
-from trainers.common.feature_cache import (
-    CorruptShard,
-    FeatureStore,
-    default_feature_cache_dir,
-    read_shard_header,
-)
+from dassl.features.store import CorruptShard, FeatureStore, read_shard_header
+from trainers.common.cache_identity import default_feature_cache_dir
 
 TRAIN_GROUP = re.compile(r"^(?P<dataset>[^/]+)/train/(?P<seed>[^/]+)/epoch(?P<epoch>\d+)$")
 

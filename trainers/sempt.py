@@ -28,7 +28,7 @@ from torch import nn
 from dassl.engine import TRAINER_REGISTRY
 from dassl.metrics import compute_accuracy
 
-from .common.model import PromptCLIP
+from .common.model import Images, PromptCLIP
 from .common.prompt_learner import PromptLearner
 from .common.templates import CUSTOM_TEMPLATES_KG, template_for
 from .common.text_encoder import TextEncoder
@@ -323,16 +323,16 @@ class SemPT(GPATrainerMixin, PromptTrainer):
         else:
             print(f"SemPT inference ({mode}): all {len(mask)} classes use the {mode} branch")
         self._need_attribute = mode in ("attribute", "ensemble") or (mode == "auto" and n_unseen > 0)
-        self._batch_label = None
         self._weight_sum = torch.zeros(len(self.attribute_names), dtype=torch.float64)
         self._weight_count = 0
 
-    def parse_batch_test(self, batch):
-        image, label = super().parse_batch_test(batch)
-        self._batch_label = label
-        return image, label
+    def evaluate_batch(self, batch):
+        image, label = self.parse_batch_test(batch)
+        return self.model_inference(image, label), label
 
-    def model_inference(self, image: torch.Tensor) -> torch.Tensor:
+    def model_inference(self, image: Images, label: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """Logits of ``image``; ``label`` (the true classes, when known) feeds only the diagnostic
+        of the attribute weights, never the logits."""
         label_features, desc, gram = self._eval_text_features
         with self.precision.autocast():
             image_features = self.model.encode_image(image)
@@ -341,7 +341,6 @@ class SemPT(GPATrainerMixin, PromptTrainer):
             return label_logits
         attr_logits, alpha = self._attribute_logits(image_features, label_features, desc, gram, return_weights=True)
         # Diagnostic: how the weighting spreads over the attributes of each image's own class.
-        label, self._batch_label = self._batch_label, None
         if label is not None and len(label) == alpha.shape[0]:
             rows = torch.arange(alpha.shape[0], device=alpha.device)
             self._weight_sum += alpha[rows, label.to(alpha.device)].sum(0).double().cpu()

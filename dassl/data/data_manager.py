@@ -15,10 +15,11 @@ Reproducibility beyond upstream (docs/upstream-differences.md, "Data augmentatio
   global RNG that training depends on.
 
 Each item also says what it is (``sample_key``: the image file, the transform and, for
-training, the augmentation seed), so that results computed from its pixels alone (the
-frozen image features of ``trainers/common/feature_cache.py``) can be reused, and a
-wrapper told that the pixels are not needed (``pixels_needed = False``) skips reading
-the images.
+training, the augmentation seed; ``sample_group``), so that results computed from its
+pixels alone (the frozen image features of ``dassl/features/``) can be reused. Batches
+carry that identity with their images (``dassl/data/batch.py``: ``ImageBatch``); a
+wrapper told that the pixels are not needed (``pixels_needed = False``) skips reading the
+images, and its batches' ``img`` is then an ``ImageBatch`` naming the items, without pixels.
 """
 from __future__ import annotations
 
@@ -39,6 +40,7 @@ from torchvision.transforms import Compose, Normalize, Resize, ToTensor
 
 from dassl.utils import read_image
 
+from .batch import ITEM_GROUP, ITEM_KEY, collate_items
 from .datasets import Datum, build_dataset
 from .transforms import INTERPOLATION_MODES, build_transform
 
@@ -120,8 +122,9 @@ class DatasetWrapper(TorchDataset):
     When every item is one image tensor made from its file, the transform and (training)
     its seed alone (``describes_samples``), items also carry ``sample_key``, a digest of
     exactly that, and ``sample_group`` (the dataset and split, plus seed and epoch for
-    training). Setting ``pixels_needed = False`` then skips reading the images: ``img`` is
-    an empty tensor, for a consumer that already has what it computes from the pixels.
+    training). Setting ``pixels_needed = False`` then skips reading the images, for a
+    consumer that already has what it computes from the pixels: items have no ``img``, and
+    the loader's batches hold an ``ImageBatch`` without pixels there (``collate_items``).
     """
 
     def __init__(
@@ -225,11 +228,10 @@ class DatasetWrapper(TorchDataset):
             "index": idx,
         }
         if self.describes_samples:
-            output["sample_key"] = self.sample_key(idx)
-            output["sample_group"] = self.sample_group()
+            output[ITEM_KEY] = self.sample_key(idx)
+            output[ITEM_GROUP] = self.sample_group()
         if not self._pixels_needed:
-            output["img"] = torch.empty(0)
-            return output
+            return output  # the batch's img names these items instead (collate_items)
         if self.is_train and self.augment_seed is not None:
             with _fork_global_rngs(sample_seed(self.augment_seed, self.epoch, idx)):
                 self._read_and_transform(item.impath, output)
@@ -296,6 +298,7 @@ def build_data_loader(
         pin_memory=torch.cuda.is_available() and cfg.USE_CUDA,
         worker_init_fn=seed_worker,
         generator=generator,
+        collate_fn=collate_items,
     )
     if len(loader) == 0:
         raise ValueError(f"The data loader is empty ({len(data_source)} items, batch size {batch_size})")

@@ -16,7 +16,9 @@ Beyond upstream (docs/upstream-differences.md, "Checkpoints and resume"):
   step; ``TrainerX.run_epoch`` steps the learning-rate schedules once per epoch, after
   its last batch (trainers written for upstream Dassl, which call ``update_lr()`` on the
   last batch themselves, are not stepped twice);
-- hooks ``before_test()``/``after_test()`` wrap the evaluation loop and
+- hooks ``before_test()``/``after_test()`` wrap the evaluation loop, whose step is
+  ``evaluate_batch(batch) -> (output, label)`` (upstream's ``parse_batch_test`` then
+  ``model_inference``, overridable as one piece), and
   ``checkpoint_extras()`` is merged into saved checkpoints; the extras of loaded
   checkpoints are returned by ``load_model`` and kept in ``self.loaded_extras``, and each
   checkpoint's extras reach ``before_load_state_dict(name, extras)`` before its state dict
@@ -593,8 +595,7 @@ class SimpleTrainer(TrainerBase):
         self.before_test()
         try:
             for batch in tqdm(self.loader_pass(data_loader)):
-                input, label = self.parse_batch_test(batch)
-                output = self.model_inference(input)
+                output, label = self.evaluate_batch(batch)
                 self.evaluator.process(output, label)
         finally:
             self.after_test()
@@ -602,6 +603,13 @@ class SimpleTrainer(TrainerBase):
         for k, v in results.items():
             self.write_scalar(f"{split}/{k}", v, self.epoch)
         return list(results.values())[0]
+
+    def evaluate_batch(self, batch) -> Tuple[Any, Any]:
+        """One evaluation step: ``(output, label)`` of a test batch. Upstream's step
+        (``parse_batch_test``, then ``model_inference`` on the input); a trainer whose
+        inference needs more of the batch overrides it and passes that on explicitly."""
+        input, label = self.parse_batch_test(batch)
+        return self.model_inference(input), label
 
     def model_inference(self, input):
         return self.model(input)

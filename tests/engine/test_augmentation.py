@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from dassl.data import DataManager, build_data_loader
+from dassl.data import DataManager, ImageBatch, build_data_loader
 from dassl.data.data_manager import sample_seed
 from dassl.utils import set_random_seed
 
@@ -103,7 +103,12 @@ def test_a_wrapper_can_skip_reading_images(toy):
     test = dm.test_loader.dataset
     test.pixels_needed = False
     batch = next(iter(dm.test_loader))
-    assert batch["img"].shape == (5, 0) and len(batch["sample_key"]) == 5
+    # No placeholder tensor: the batch's images are the items' identities, without pixels.
+    images = batch["img"]
+    assert isinstance(images, ImageBatch) and not images.has_pixels and len(images) == 5
+    assert list(images.keys) == batch["sample_key"] and images.group == "EngineToyDataset/eval"
+    with pytest.raises(RuntimeError, match="were not read"):
+        images.pixels
     test.pixels_needed = True
     assert next(iter(dm.test_loader))["img"].shape == (5, 3, 8, 8)
 

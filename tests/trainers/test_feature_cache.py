@@ -1,4 +1,4 @@
-"""The exact, shared image-feature cache (trainers/common/feature_cache.py).
+"""The exact, shared image-feature cache (dassl/features/, attached by trainers/common/feature_cache.py).
 
 1. Shards: round trip, corruption detected and recomputed, concurrent writers, LRU eviction.
 2. Canonical computation: an image's features do not depend on the other images of its call.
@@ -25,14 +25,10 @@ from dassl.engine import build_trainer
 from dassl.utils import set_random_seed
 from tests.utils.tiny_clip import build_tiny_clip
 from tools import cache as cache_tool
-from trainers.common.feature_cache import (
-    FeatureStore,
-    ImageFeatureServer,
-    attach_feature_server,
-    compute_identity,
-    decode_shard,
-    encode_shard,
-)
+from dassl.data.batch import ImageBatch
+from dassl.features import FeatureStore, ImageFeatureServer, decode_shard, encode_shard
+from trainers.common.cache_identity import compute_identity
+from trainers.common.feature_cache import attach_feature_server
 from trainers.common.image_encoder import ImageEncoder
 from trainers.common.model import FixedTextCLIP, PromptCLIP
 from trainers.common.precision import resolve_precision
@@ -126,7 +122,7 @@ def encoder():
 
 
 def server_for(encoder, chunk=4, store=None):
-    server = ImageFeatureServer(encoder=encoder, precision=resolve_precision("fp32", "cpu"),
+    server = ImageFeatureServer(encode=encoder.compute, context=resolve_precision("fp32", "cpu").exact_autocast,
                                 device=torch.device("cpu"), chunk=chunk, compute_id="c", store=store)
     encoder.feature_server = server
     return server
@@ -139,15 +135,11 @@ def test_the_size_limit_is_checked_after_writes_only(encoder, tmp_path, monkeypa
     server = server_for(encoder, chunk=4, store=store)
     try:
         images = torch.randn(3, 3, 32, 32)
-        batch = {"sample_key": keys(3), "sample_group": [GROUP] * 3}
-        server.register_batch(images, batch)
-        encoder(images)
+        encoder(ImageBatch(images, keys(3), GROUP))
         server.end_pass(GROUP)  # computed and wrote a shard: the limit is checked
         assert len(checks) == 1 and len(checks[0]) == 1
         reader = server_for(encoder, chunk=4, store=store)
-        placeholder = torch.empty(3, 0)
-        reader.register_batch(placeholder, batch)
-        encoder(placeholder)  # read from disk
+        encoder(ImageBatch(None, keys(3), GROUP))  # read from disk
         reader.end_pass(GROUP)  # nothing written: no walk of the store
         assert len(checks) == 1
     finally:
@@ -169,25 +161,23 @@ def test_features_do_not_depend_on_the_other_images_of_the_call(encoder):
         encoder.feature_server = None
 
 
-def test_a_registered_batch_is_served_and_misuse_is_refused(encoder, tmp_path):
+def test_an_identified_batch_is_served_by_its_keys_and_misuse_is_refused(encoder, tmp_path):
     server = server_for(encoder, chunk=4, store=FeatureStore(tmp_path))
     try:
         images = torch.randn(3, 3, 32, 32)
-        batch = {"sample_key": keys(3), "sample_group": [GROUP] * 3}
-        server.register_batch(images, batch)
-        first = encoder(images)
+        first = encoder(ImageBatch(images, keys(3), GROUP))
         assert torch.equal(first, server.compute(images))
-        assert (server.counts["eval"].hits, server.counts["eval"].misses) == (0, 3)
+        assert server.stats()["evaluation"] == {"hits": 0, "misses": 3}
         server.end_pass(GROUP)  # writes the shard
-        placeholder = torch.empty(3, 0)
-        server.register_batch(placeholder, batch)
-        assert torch.equal(encoder(placeholder), first)  # from the table, no pixels needed
-        with pytest.raises(RuntimeError, match="unchanged.*FEATURE_CACHE.ENABLED False"):
-            encoder(placeholder.clone())
+        unread = ImageBatch(None, keys(3), GROUP)
+        assert torch.equal(encoder(unread), first)  # from the table, no pixels needed
+        with pytest.raises(RuntimeError, match="not read.*FEATURE_CACHE.ENABLED False"):
+            encoder(unread, prompts=torch.zeros(1, encoder.width))  # prompts need the pixels
+        with pytest.raises(RuntimeError, match="2 features of a prepared pass are missing"):
+            encoder(ImageBatch(None, keys(3, 2), GROUP))  # items 3 and 4 were never computed
         fresh = server_for(encoder, chunk=4, store=FeatureStore(tmp_path))
-        fresh.register_batch(placeholder, batch)
-        assert torch.equal(encoder(placeholder), first)  # from disk
-        assert (fresh.counts["eval"].hits, fresh.counts["eval"].misses) == (3, 0)
+        assert torch.equal(encoder(unread), first)  # from disk
+        assert fresh.stats() == {"training": {"hits": 0, "misses": 0}, "evaluation": {"hits": 3, "misses": 0}}
     finally:
         encoder.feature_server = None
 

@@ -150,7 +150,7 @@ def count_image_encoder(monkeypatch):
     original = ImageEncoder.forward
 
     def counting(self, image, *args, **kwargs):
-        calls.append(image.shape[0])
+        calls.append(len(image))  # a tensor or an ImageBatch
         return original(self, image, *args, **kwargs)
 
     monkeypatch.setattr(ImageEncoder, "forward", counting)

@@ -7,7 +7,9 @@
 | ``text_encoder`` | ``TextEncoder`` (runs only up to the last EOT), ``class_text_features`` |
 | ``prompt_learner`` | ``PromptLearner`` (generic/CSC ctx, CTX_INIT, class-token position) |
 | ``templates`` | ``CUSTOM_TEMPLATES``, ``CUSTOM_TEMPLATES_KG``, ``IMAGENET_TEMPLATES_SELECT`` |
-| ``model`` | ``CLIPClassifier``, ``FixedTextCLIP``, ``PromptCLIP`` |
+| ``model`` | ``CLIPClassifier``, ``FixedTextCLIP``, ``PromptCLIP``; ``encode_image(image, normalize=True)`` |
+| ``feature_cache`` | ``attach_feature_server``: the engine's feature server (``dassl/features``) on a frozen image tower |
+| ``cache_identity`` | where caches live; what identifies a backbone and a computation of image features |
 | ``trainer`` | ``PromptTrainer``, the shared trainer base (imports the engine) |
 
 ``trainer`` is not imported here so that the CLIP pieces work without the engine.

@@ -14,18 +14,22 @@ need to reach in (the stages of open_clip's ``_embeds`` / ``transformer`` / ``_p
 A ResNet backbone has no token sequence: the same interface runs CLIP's
 ``ModifiedResNet`` as it is and refuses prompts with an error that says so.
 
-A trainer whose image tower is frozen attaches a ``feature_server``
+The encoder takes a tensor of pixels or an ``ImageBatch`` (``dassl/data/batch.py``: the
+images of a loader's batch with their items' identities, as trainers receive them). A
+trainer whose image tower is frozen attaches a ``feature_server``
 (``trainers/common/feature_cache.py``): calls without prompts then go through it, which
-computes the features in a canonical way and serves cached ones; ``compute`` is the
-plain computation.
+serves an ``ImageBatch``'s features by its items' keys (cached or computed) and computes
+plain tensors in a canonical way; ``compute`` is the plain computation.
 """
 from __future__ import annotations
 
-from typing import Optional
+from typing import Optional, Union
 
 import torch
 from torch import nn
 from torch.utils.checkpoint import checkpoint
+
+from dassl.data.batch import ImageBatch
 
 from .openai_clip import clip
 from .text_encoder import DeepPrompts, check_deep_prompts, insert_deep_prompt, prompt_length
@@ -43,7 +47,7 @@ class ImageEncoder(nn.Module):
         self.visual = visual
         self.is_vit = isinstance(visual, clip.model.VisionTransformer)
         self.checkpointing = False
-        self.feature_server = None  # a feature_cache.ImageFeatureServer, set by the trainer
+        self.feature_server = None  # a dassl.features.ImageFeatureServer, set by the trainer
 
     @property
     def dtype(self) -> torch.dtype:
@@ -104,10 +108,13 @@ class ImageEncoder(nn.Module):
 
     def forward(
         self,
-        image: torch.Tensor,
+        image: Union[torch.Tensor, ImageBatch],
         prompts: Optional[torch.Tensor] = None,
         deep_prompts: Optional[DeepPrompts] = None,
     ) -> torch.Tensor:
+        """The features ``(N, dim)`` of ``image`` (pixels, or an ``ImageBatch``). With a feature
+        server and no prompts: an identified ``ImageBatch`` is served by its items' keys, any
+        other images are computed canonically (see the module docstring)."""
         server = self.feature_server
         if server is not None and (prompts is not None or deep_prompts is not None):
             # A server is attached only when the model declared its image features fixed.
@@ -118,8 +125,13 @@ class ImageEncoder(nn.Module):
                 "(a PromptLearner with prompts_image_tower = True does it for PromptCLIP; a custom "
                 "CLIPClassifier overrides the image_features_are_fixed property)."
             )
+        if isinstance(image, ImageBatch):
+            differentiated = image.has_pixels and image.pixels.requires_grad  # e.g. adversarial pixels
+            if server is not None and image.identified and not differentiated:
+                return server.features(image)
+            image = image.pixels
         if server is not None and not image.requires_grad:
-            return server.features(image)
+            return server.compute(image)
         return self.compute(image, prompts, deep_prompts)
 
     def compute(
@@ -128,8 +140,7 @@ class ImageEncoder(nn.Module):
         prompts: Optional[torch.Tensor] = None,
         deep_prompts: Optional[DeepPrompts] = None,
     ) -> torch.Tensor:
-        """The features of ``image``, computed as they are (no feature server)."""
-        self.check_pixels(image)
+        """The features of ``image`` (pixels), computed as they are (no feature server)."""
         if not self.is_vit:
             if prompts is not None or deep_prompts is not None:
                 self._require_vit("takes no visual prompts")
@@ -140,17 +151,6 @@ class ImageEncoder(nn.Module):
             tokens = tokens.expand(x.shape[0], -1, -1) if tokens.dim() == 2 else tokens
             x = torch.cat([x, tokens], dim=1)
         return self.pool(self.encode_tokens(x, deep_prompts))
-
-    @staticmethod
-    def check_pixels(image: torch.Tensor) -> None:
-        """Refuse the empty placeholder of a batch whose images were not read (feature cache)."""
-        if image.dim() == 2 and image.shape[1] == 0:
-            raise RuntimeError(
-                "The image encoder got a batch whose images were not read: the feature cache serves this "
-                "pass's image features, so the trainer must hand the batch's image tensor, unchanged, to "
-                "model.encode_image (or to the image encoder without prompts). To compute from the pixels "
-                "instead, set FEATURE_CACHE.ENABLED False."
-            )
 
 
 __all__ = ["ImageEncoder"]

@@ -11,15 +11,20 @@
   writes its learner.
 
 ``forward(image, text_features=None)`` returns logits; trainers pass the text
-features they computed once per evaluation.
+features they computed once per evaluation. ``encode_image(image, normalize=True)``
+gives the image features L2-normalised (what the logits use) or raw (the image tower's
+projected output, e.g. for a head on the features); ``image`` is a tensor or the
+``ImageBatch`` a trainer received, whose features a frozen tower's cache serves.
 """
 from __future__ import annotations
 
-from typing import Optional
+from typing import Optional, Union
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from dassl.data.batch import ImageBatch
 
 from .image_encoder import ImageEncoder
 from .prompt_learner import PromptLearner
@@ -27,6 +32,13 @@ from .text_encoder import TextEncoder
 
 # Sequences per checkpointed text-encoder call with activation checkpointing.
 CHECKPOINT_CHUNK_SIZE = 256
+
+#: What the image side takes: pixels, or a loader batch's images with their identities.
+Images = Union[torch.Tensor, ImageBatch]
+
+
+def _normalized(features: torch.Tensor, normalize: bool) -> torch.Tensor:
+    return F.normalize(features, dim=-1) if normalize else features
 
 
 class CLIPClassifier(nn.Module):
@@ -42,11 +54,11 @@ class CLIPClassifier(nn.Module):
         image tower), so its features may be computed once and reused."""
         return True
 
-    def encode_image(self, image: torch.Tensor, normalize: bool = True) -> torch.Tensor:
-        """Image features, L2-normalised unless ``normalize`` is False (the raw output of the
-        image tower's projection)."""
-        features = self.image_encoder(image)
-        return F.normalize(features, dim=-1) if normalize else features
+    def encode_image(self, image: Images, normalize: bool = True) -> torch.Tensor:
+        """Image features ``(N, dim)``: L2-normalised, or raw (``normalize=False``: the image
+        tower's projected output). The feature cache holds the raw ones, so both are served
+        exactly as they are computed."""
+        return _normalized(self.image_encoder(image), normalize)
 
     def text_features(self) -> torch.Tensor:
         """L2-normalised class text features ``(n_cls, dim)``."""
@@ -55,7 +67,7 @@ class CLIPClassifier(nn.Module):
     def logits(self, image_features: torch.Tensor, text_features: torch.Tensor) -> torch.Tensor:
         return self.logit_scale.exp() * image_features @ text_features.t()
 
-    def forward(self, image: torch.Tensor, text_features: Optional[torch.Tensor] = None) -> torch.Tensor:
+    def forward(self, image: Images, text_features: Optional[torch.Tensor] = None) -> torch.Tensor:
         if text_features is None:
             text_features = self.text_features()
         return self.logits(self.encode_image(image), text_features)
@@ -100,12 +112,12 @@ class PromptCLIP(CLIPClassifier):
     def image_features_are_fixed(self) -> bool:
         return not self.prompt_learner.prompts_image_tower
 
-    def encode_image(self, image: torch.Tensor, normalize: bool = True) -> torch.Tensor:
+    def encode_image(self, image: Images, normalize: bool = True) -> torch.Tensor:
         learner = self.prompt_learner
         features = self.image_encoder(
             image, prompts=learner.visual_prompts(), deep_prompts=learner.visual_deep_prompts()
         )
-        return F.normalize(features, dim=-1) if normalize else features
+        return _normalized(features, normalize)
 
     def text_features(self, normalize: bool = True) -> torch.Tensor:
         """Class text features of the learned prompts ``(n_cls, dim)``, L2-normalised unless
@@ -118,7 +130,7 @@ class PromptCLIP(CLIPClassifier):
             chunk_size=CHECKPOINT_CHUNK_SIZE if self.activation_checkpointing else None,
             checkpointing=self.activation_checkpointing,
         )
-        return F.normalize(features, dim=-1) if normalize else features
+        return _normalized(features, normalize)
 
 
-__all__ = ["CHECKPOINT_CHUNK_SIZE", "CLIPClassifier", "FixedTextCLIP", "PromptCLIP"]
+__all__ = ["CHECKPOINT_CHUNK_SIZE", "CLIPClassifier", "FixedTextCLIP", "Images", "PromptCLIP"]

@@ -22,11 +22,15 @@ or unexpected key is an error), after ``translate_checkpoint`` has mapped the ke
 of another code base (upstream model zoos) onto this one's.
 
 When the image encoder is frozen, its features come from the exact, shared image-feature
-cache (``feature_cache``, docs/feature-cache.md) without the method doing anything: each
-pass over a loader first makes sure the features of all its items are computed (or read
-from the cache), then reads no image; the batch's (placeholder) image tensor that
-``compute_loss`` / ``model_inference`` receive is recognised by ``model.encode_image``.
-Each run logs one line with the cache's hits and misses.
+cache (docs/feature-cache.md) without the method doing anything. Batches carry their
+items' identities (``dassl.data.ImageBatch``: ``parse_batch_*`` hands ``compute_loss`` /
+``model_inference`` the batch's images as an ``ImageBatch``), and whatever the method
+passes them to (``model.encode_image``, ``model(...)``, the image encoder) serves their
+features by those identities. Each pass over a loader first makes sure the features of
+all its items are computed (or read from the cache), then reads no image: the batch's
+``img`` is then itself an ``ImageBatch`` naming the items, so a ``parse_batch_*`` written
+as upstream's (``batch["img"].to(self.device)``) passes it on too. Each run logs one line
+with the cache's hits and misses (``self.feature_server.stats()`` gives them as numbers).
 """
 from __future__ import annotations
 
@@ -38,7 +42,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from dassl.data.batch import ImageBatch
 from dassl.engine import TrainerX
+from dassl.features import ImageFeatureServer
 from dassl.metrics import compute_accuracy
 from dassl.optim import build_lr_scheduler, build_optimizer
 from dassl.utils import load_pretrained_weights
@@ -46,8 +52,8 @@ from dassl.utils import load_pretrained_weights
 from ..config import resolve_config_aliases
 from .cache_identity import backbone_key
 from .clip_loader import load_clip_to_cpu, resolve_clip_checkpoint
-from .feature_cache import ImageFeatureServer, attach_feature_server
-from .model import PromptCLIP
+from .feature_cache import attach_feature_server
+from .model import Images, PromptCLIP
 from .precision import PRECISIONS, Precision, resolve_precision
 from .prompt_learner import PromptLearner
 from .text_encoder import TextEncoder, class_text_features
@@ -271,12 +277,6 @@ class PromptTrainer(TrainerX):
             wrapper.pixels_needed = True
             server.end_pass(wrapper.sample_group())
 
-    def register_batch(self, batch: Mapping[str, Any], image: torch.Tensor) -> torch.Tensor:
-        """Tell the feature server which items ``image`` (as handed to the method) holds."""
-        if self.feature_server is not None:
-            self.feature_server.register_batch(image, batch)
-        return image
-
     def feature_cache_summary(self) -> str:
         if self.feature_server is None:
             return f"Image-feature cache not used: {self._no_feature_server_reason}"
@@ -300,8 +300,9 @@ class PromptTrainer(TrainerX):
         self.time_start = time.time()  # read by after_train, which before_train would have set
         self.after_train()
 
-    def parse_batch_train(self, batch) -> Tuple[torch.Tensor, torch.Tensor]:
-        return self.register_batch(batch, batch["img"].to(self.device)), batch["label"].to(self.device)
+    def parse_batch_train(self, batch) -> Tuple[ImageBatch, torch.Tensor]:
+        """The batch's images with their items' identities, and the labels, on the device."""
+        return ImageBatch.from_batch(batch).to(self.device), batch["label"].to(self.device)
 
     def before_train(self) -> None:
         self._training_run = True
@@ -311,8 +312,9 @@ class PromptTrainer(TrainerX):
         super().after_train()
         print(self.feature_cache_summary())
 
-    def compute_loss(self, image: torch.Tensor, label: torch.Tensor) -> LossOutput:
-        """Loss of one batch (see :data:`LossOutput`); runs under autocast."""
+    def compute_loss(self, image: Images, label: torch.Tensor) -> LossOutput:
+        """Loss of one batch (see :data:`LossOutput`); runs under autocast. ``image`` is what
+        ``parse_batch_train`` gave (an ``ImageBatch``): hand it on as it is."""
         logits = self.model(image)
         loss = F.cross_entropy(logits, label)
         return loss, {"acc": compute_accuracy(logits, label)[0]}
@@ -342,10 +344,11 @@ class PromptTrainer(TrainerX):
         if not self._training_run:  # a training run logs its line once, after training
             print(self.feature_cache_summary())
 
-    def parse_batch_test(self, batch) -> Tuple[torch.Tensor, torch.Tensor]:
-        return self.register_batch(batch, batch["img"].to(self.device)), batch["label"].to(self.device)
+    def parse_batch_test(self, batch) -> Tuple[ImageBatch, torch.Tensor]:
+        """The batch's images with their items' identities, and the labels, on the device."""
+        return ImageBatch.from_batch(batch).to(self.device), batch["label"].to(self.device)
 
-    def model_inference(self, image: torch.Tensor) -> torch.Tensor:
+    def model_inference(self, image: Images) -> torch.Tensor:
         with self.precision.autocast():
             return self.model(image, text_features=self._eval_text_features)
 
