@@ -244,3 +244,44 @@ def truncated_copy(src: Path, dst: Path, n_bytes: int) -> None:
     dst.parent.mkdir(parents=True, exist_ok=True)
     with open(src, "rb") as f:
         dst.write_bytes(f.read(n_bytes))
+
+
+def publish_imagenet(out: Path, work_dir: Path, n_classes: int = 3, n_train: int = 2, n_val: int = 2) -> Dict[str, str]:
+    """ILSVRC-2012's three archives for ``n_classes`` wnids, packed as image-net.org packs them:
+    a train tar of per-class tars, a flat val tar, and the devkit (``data/meta.mat`` synsets
+    and ``data/ILSVRC2012_validation_ground_truth.txt``). Returns ``{file name: md5}``."""
+    import hashlib
+
+    import numpy as np
+    from scipy.io import savemat
+
+    wnids = fabricate.imagenet_wnids()[:n_classes]
+    stage = work_dir / "ilsvrc"
+    class_tars = {}
+    for label, wnid in enumerate(wnids):
+        folder = stage / "train" / wnid
+        for i in range(n_train):
+            fabricate.write_image(folder / f"{wnid}_{i}.JPEG", label, i)
+        class_tars[f"{wnid}.tar"] = stage / f"{wnid}.tar"
+        _tar(stage / f"{wnid}.tar", {p.name: p for p in sorted(folder.iterdir())}, "w")
+    _tar(out / "ILSVRC2012_img_train.tar", class_tars, "w")
+    val_members, truth = {}, []
+    for n in range(n_classes * n_val):  # interleaved classes, as in the real val set
+        label = n % n_classes
+        name = f"ILSVRC2012_val_{n + 1:08d}.JPEG"
+        fabricate.write_image(stage / "val" / name, label, n)
+        val_members[name] = stage / "val" / name
+        truth.append(str(label + 1))  # ILSVRC2012_ID of the class
+    _tar(out / "ILSVRC2012_img_val.tar", val_members, "w")
+    fields = ["ILSVRC2012_ID", "WNID", "words", "gloss", "num_children", "children", "wordnet_height",
+              "num_train_images"]
+    synsets = np.zeros((n_classes,), dtype=[(f, "O") for f in fields])
+    for i, wnid in enumerate(wnids):
+        synsets[i] = (i + 1, wnid, f"class {i}", "a gloss", 0, np.zeros((0,)), 0, n_train)
+    devkit = stage / "ILSVRC2012_devkit_t12" / "data"
+    devkit.mkdir(parents=True)
+    savemat(str(devkit / "meta.mat"), {"synsets": synsets})
+    (devkit / "ILSVRC2012_validation_ground_truth.txt").write_text("\n".join(truth) + "\n")
+    _tar(out / "ILSVRC2012_devkit_t12.tar.gz", {"ILSVRC2012_devkit_t12": stage / "ILSVRC2012_devkit_t12"}, "w:gz")
+    return {name: hashlib.md5((out / name).read_bytes()).hexdigest()
+            for name in ("ILSVRC2012_img_train.tar", "ILSVRC2012_img_val.tar", "ILSVRC2012_devkit_t12.tar.gz")}

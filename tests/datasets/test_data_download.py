@@ -276,3 +276,29 @@ def test_local_mirror_folder(capsys, tmp_path, fabricated_checksums):
     code, out = run(capsys, "download", "--root", str(tmp_path / "data"), "--mirror", str(tmp_path / "mirror"), "dtd")
     assert code == 0, out
     assert (tmp_path / "data" / "dtd" / "split_zhou_DescribableTextures.json").is_file()
+
+
+def test_imagenet_archives_put_by_hand_are_unpacked(capsys, tmp_path, monkeypatch):
+    """ILSVRC-2012 as image-net.org ships it: train's per-class tars unpacked, val sorted by the devkit."""
+    from torchvision.datasets import imagenet as tv_imagenet
+
+    from tests.datasets.loopback_mirror import publish_imagenet
+
+    root = tmp_path / "data"
+    archives = root / "archives" / "imagenet"
+    md5s = publish_imagenet(archives, tmp_path)
+    # torchvision checks its own (real) md5s too: make them the fabricated archives'.
+    monkeypatch.setattr(tv_imagenet, "ARCHIVE_META",
+                        {key: (name, md5s[name]) for key, (name, _) in tv_imagenet.ARCHIVE_META.items()})
+    code, out = run(capsys, "download", "--root", str(root), "imagenet")
+    assert code == 0, out
+    wnids = sorted(p.name for p in (root / "imagenet" / "images" / "train").iterdir())
+    assert len(wnids) == 3
+    assert all(len(list((root / "imagenet" / "images" / "train" / w).iterdir())) == 2 for w in wnids)
+    val = {w: sorted(p.name for p in (root / "imagenet" / "images" / "val" / w).iterdir()) for w in wnids}
+    # The ground truth gives image n the class n % 3 (sorted wnid order is the synset order here).
+    assert val[wnids[0]] == ["ILSVRC2012_val_00000001.JPEG", "ILSVRC2012_val_00000004.JPEG"]
+    assert all(p.is_file() for p in archives.iterdir() if not p.name.startswith("."))  # a person's files stay
+    code, out = run(capsys, "check", "--root", str(root), "--dataset", "imagenet")
+    assert code == 0, out
+    assert reader_train_size(root, "ImageNet") == 6
