@@ -104,8 +104,9 @@ def test_dry_run_with_mirror_names_mirror_urls(capsys, tmp_path):
 def test_torchvision_is_asked_without_network(no_network):
     import torchvision.datasets as tv
 
-    assert sources.torchvision_downloads("DTD") == [(tv.DTD._URL, "dtd-r1.0.1.tar.gz", tv.DTD._MD5)]
-    assert sources.torchvision_downloads("StanfordCars") == []  # its source is gone
+    sources.torchvision_downloads.cache_clear()
+    assert sources.torchvision_downloads("DTD") == ((tv.DTD._URL, "dtd-r1.0.1.tar.gz", tv.DTD._MD5),)
+    assert sources.torchvision_downloads("StanfordCars") == ()  # its source is gone
 
 
 def test_unknown_dataset_lists_choices(tmp_path):
@@ -302,3 +303,38 @@ def test_imagenet_archives_put_by_hand_are_unpacked(capsys, tmp_path, monkeypatc
     code, out = run(capsys, "check", "--root", str(root), "--dataset", "imagenet")
     assert code == 0, out
     assert reader_train_size(root, "ImageNet") == 6
+
+
+def test_synthetic_world_needs_no_download(tmp_path):
+    with pytest.raises(SystemExit, match="synthetic has nothing to download"):
+        data_tool.main(["download", "--dry-run", "--root", str(tmp_path), "synthetic"])
+
+
+def test_archive_without_the_expected_folder_is_named(capsys, tmp_path, mirror):
+    """An archive of another layout (a mirror holding another version) fails with what it lacks."""
+    import tarfile
+
+    (mirror.directory / "imagenetv2").mkdir(parents=True)
+    readme = tmp_path / "README.txt"
+    readme.write_text("not the dataset\n")
+    with tarfile.open(mirror.directory / "imagenetv2" / "imagenetv2-matched-frequency.tar.gz", "w:gz") as tar:
+        tar.add(str(readme), arcname="other-version/README.txt")
+    code, out = run(capsys, "download", "--root", str(tmp_path / "data"), "--mirror", mirror.url, "imagenetv2")
+    assert code == 1
+    assert "does not hold imagenetv2-matched-frequency-format-val" in out and "not the expected archive" in out
+    assert not (tmp_path / "data" / "imagenetv2" / "imagenetv2-matched-frequency-format-val").exists()
+
+
+def test_kept_archives_serve_as_a_mirror(capsys, tmp_path, mirror, fabricated_checksums):
+    """--keep-archives leaves $DATA/archives in the --mirror layout: another root installs from it."""
+    publish("oxford_pets", mirror.directory, tmp_path)
+    first = tmp_path / "first"
+    code, out = run(capsys, "download", "--root", str(first), "--mirror", mirror.url, "--keep-archives", "oxford_pets")
+    assert code == 0, out
+    assert (first / "archives" / "oxford_pets" / "images.tar.gz").is_file()
+    (first / "archives" / "oxford_pets" / "split_zhou_OxfordPets.json").write_bytes(
+        (first / "oxford_pets" / "split_zhou_OxfordPets.json").read_bytes())
+    second = tmp_path / "second"
+    code, out = run(capsys, "download", "--root", str(second), "--mirror", str(first / "archives"), "oxford_pets")
+    assert code == 0, out
+    assert sorted(os.listdir(second / "oxford_pets" / "images")) == sorted(os.listdir(first / "oxford_pets" / "images"))

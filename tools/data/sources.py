@@ -13,6 +13,7 @@ been put in place: a file whose outputs all exist is never fetched again.
 """
 from __future__ import annotations
 
+import functools
 import inspect
 import os
 import sys
@@ -76,7 +77,8 @@ class DatasetPlan:
 
 
 # ----------------------------------------------------------------- torchvision's knowledge
-def torchvision_downloads(class_name: str) -> List[Tuple[str, str, Optional[str]]]:
+@functools.lru_cache(maxsize=None)  # depends only on the installed torchvision
+def torchvision_downloads(class_name: str) -> Tuple[Tuple[str, str, Optional[str]], ...]:
     """``[(url, file name, md5)]`` that ``torchvision.datasets.<class_name>`` would download.
 
     Runs the class's own download code in an empty temporary folder with its download
@@ -89,17 +91,19 @@ def torchvision_downloads(class_name: str) -> List[Tuple[str, str, Optional[str]
 
     cls = getattr(tv_datasets, class_name, None)
     if cls is None:
-        return []
+        return ()
     module = sys.modules[cls.__module__]
     calls: List[Tuple[str, str, Optional[str]]] = []
     saved = {}
-    for helper in ("download_and_extract_archive", "download_url"):
-        original = getattr(tv_utils, helper)
+    for helper in ("download_and_extract_archive", "download_url", "download_file_from_google_drive"):
+        original = getattr(tv_utils, helper, None)
+        if original is None:
+            continue
         signature = inspect.signature(original)
 
         def record(*args, _signature=signature, **kwargs):
             bound = _signature.bind(*args, **kwargs)
-            url = bound.arguments["url"]
+            url = bound.arguments.get("url") or f"https://drive.google.com/uc?id={bound.arguments.get('file_id')}"
             name = bound.arguments.get("filename") or os.path.basename(urlparse(url).path)
             calls.append((url, name, bound.arguments.get("md5")))
 
@@ -115,7 +119,7 @@ def torchvision_downloads(class_name: str) -> List[Tuple[str, str, Optional[str]
     finally:
         for helper, original in saved.items():
             setattr(module, helper, original)
-    return calls
+    return tuple(calls)
 
 
 def _torchvision_version() -> str:
@@ -348,8 +352,12 @@ def select_plans(plans: Dict[str, DatasetPlan], names: Sequence[str]) -> List[Da
     if not names or "all" in names:
         return list(plans.values())
     chosen: List[DatasetPlan] = []
+    readers = benchmark_readers()
     for name in names:
         match = [p for p in plans.values() if name in (p.config, p.reader)]
+        if not match and any(name in (config, cls.__name__) for config, cls in readers.items()):
+            raise SystemExit(f"{name} has nothing to download (its reader builds the data itself); "
+                             f"choose among: all, {', '.join(plans)}")
         if not match:
             raise SystemExit(f"Unknown dataset {name!r}; choose among: all, {', '.join(plans)}")
         if match[0] not in chosen:
