@@ -338,3 +338,26 @@ def test_kept_archives_serve_as_a_mirror(capsys, tmp_path, mirror, fabricated_ch
     code, out = run(capsys, "download", "--root", str(second), "--mirror", str(first / "archives"), "oxford_pets")
     assert code == 0, out
     assert sorted(os.listdir(second / "oxford_pets" / "images")) == sorted(os.listdir(first / "oxford_pets" / "images"))
+
+
+def test_interrupted_download_keeps_its_part_and_resumes(tmp_path, mirror):
+    """Ctrl-C stops a download at its next chunk; the next call asks only for the rest."""
+    payload = os.urandom(5 * fetch.STREAM_CHUNK)
+    (mirror.directory / "x").mkdir(parents=True)
+    (mirror.directory / "x" / "blob.bin").write_bytes(payload)
+    part = tmp_path / "blob.bin.part"
+
+    def interrupt_after_first_chunk(done, total):
+        if done > 0:
+            fetch.CANCEL.set()
+
+    try:
+        with pytest.raises(fetch.FetchError, match="interrupted; .* the next run resumes"):
+            fetch.http_download(f"{mirror.url}/x/blob.bin", str(part), progress=interrupt_after_first_chunk)
+    finally:
+        fetch.CANCEL.clear()
+    kept = part.stat().st_size
+    assert 0 < kept < len(payload)
+    fetch.http_download(f"{mirror.url}/x/blob.bin", str(part))
+    assert part.read_bytes() == payload
+    assert mirror.gets("blob.bin")[-1] == ("/x/blob.bin", f"bytes={kept}-")

@@ -368,8 +368,18 @@ def cmd_download(root: str, names: Sequence[str], *, archives: Optional[str] = N
             outcomes[plan.config] = outcome
             print(f"{plan.config}: {outcome.status}", flush=True)
 
-    with ThreadPoolExecutor(max_workers=opts.jobs) as pool:
-        list(pool.map(work, plans))
+    pool = ThreadPoolExecutor(max_workers=opts.jobs)
+    futures = [pool.submit(work, plan) for plan in plans]
+    try:
+        for future in futures:
+            future.result()
+    except KeyboardInterrupt:
+        fetch.CANCEL.set()  # running downloads stop at their next chunk and keep their .part files
+        pool.shutdown(wait=True, cancel_futures=True)
+        fetch.CANCEL.clear()
+        print("\nInterrupted. Partial downloads are kept: run the same command again to resume.", file=sys.stderr)
+        return 130
+    pool.shutdown()
     ordered = [outcomes[p.config] for p in plans]
     post_check(opts, ordered)
     print(summary(ordered))

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import threading
 import time
 from typing import Callable, Optional
 
@@ -27,6 +28,9 @@ USER_AGENT = "sempt-tools-data/1 (python-requests)"
 HEADERS = {"User-Agent": USER_AGENT, "Accept-Encoding": "identity"}
 
 Progress = Callable[[int, Optional[int]], None]  # (bytes so far, total or None)
+
+# Set on Ctrl-C: running downloads stop at their next chunk, keeping their .part files.
+CANCEL = threading.Event()
 
 
 class FetchError(RuntimeError):
@@ -153,6 +157,8 @@ def http_download(url: str, part: str, progress: Optional[Progress] = None,
                     if progress:
                         progress(received, total)
                     for chunk in response.iter_content(STREAM_CHUNK):
+                        if CANCEL.is_set():
+                            raise FetchError(f"interrupted; {received} bytes kept in {part}, the next run resumes")
                         f.write(chunk)
                         received += len(chunk)
                         if progress:
