@@ -361,3 +361,53 @@ def test_interrupted_download_keeps_its_part_and_resumes(tmp_path, mirror):
     fetch.http_download(f"{mirror.url}/x/blob.bin", str(part))
     assert part.read_bytes() == payload
     assert mirror.gets("blob.bin")[-1] == ("/x/blob.bin", f"bytes={kept}-")
+
+
+def test_split_files_through_gdown_and_an_archive_put_by_hand(capsys, tmp_path, monkeypatch, no_network):
+    """Without a mirror, split files come through gdown; a Drive answer that is not a split
+    (its quota page, CoOp issue 29) is refused and removed."""
+    import gdown
+
+    served = tmp_path / "served"
+    publish("eurosat", served, tmp_path)
+    root = tmp_path / "data"
+    (root / "archives" / "eurosat").mkdir(parents=True)
+    (root / "archives" / "eurosat" / "EuroSAT.zip").write_bytes((served / "eurosat" / "EuroSAT.zip").read_bytes())
+    monkeypatch.setattr(download_mod, "build_plans", lambda archives_dir: {
+        config: dataclasses.replace(plan, files=tuple(
+            dataclasses.replace(f, md5=md5(served / "eurosat" / f.name)) if f.name == "EuroSAT.zip" else f
+            for f in plan.files))
+        for config, plan in sources.build_plans(archives_dir).items()})
+    answers = {"1Ip7yaCWFi0eaOFUGga0lUdVi_DDQth1o": b"<html>Google Drive - Quota exceeded</html>"}
+
+    def fake_gdown(id, output, quiet, resume):
+        with open(output, "wb") as f:
+            f.write(answers[id])
+        return output
+
+    monkeypatch.setattr(gdown, "download", fake_gdown)
+    code, out = run(capsys, "download", "--root", str(root), "eurosat")
+    assert code == 1 and "is not a CoOp split file" in out
+    assert not (root / "eurosat" / "split_zhou_EuroSAT.json").exists()
+    assert not (root / "eurosat" / "split_zhou_EuroSAT.json.part").exists()
+    assert (root / "eurosat" / "2750").is_dir()  # the archive was unpacked all the same
+    answers["1Ip7yaCWFi0eaOFUGga0lUdVi_DDQth1o"] = (served / "eurosat" / "split_zhou_EuroSAT.json").read_bytes()
+    code, out = run(capsys, "download", "--root", str(root), "eurosat")
+    assert code == 0, out
+    assert (root / "archives" / "eurosat" / "EuroSAT.zip").is_file()  # put there by a person: kept
+
+
+def test_coop_folder_without_unread_extras_is_not_downloaded_again(capsys, tmp_path, mirror):
+    """A CoOp folder holding what the readers read (Food-101 without meta/) counts as in place."""
+    from tests.utils.fabricate import make_food101_tree
+
+    root = tmp_path / "data"
+    make_food101_tree(root)
+    assert not (root / "food-101" / "meta").exists()
+    code, out = run(capsys, "download", "--root", str(root), "--mirror", mirror.url, "food101")
+    assert code == 0 and "already in place" in out and mirror.log == []
+
+
+def test_check_names_the_download_command(capsys, tmp_path):
+    code, out = run(capsys, "check", "--root", str(tmp_path), "--dataset", "dtd")
+    assert code == 1 and f"python -m tools.data download --root {tmp_path} dtd" in out

@@ -76,6 +76,10 @@ def local_copy(opts: Options, plan: DatasetPlan, entry: RemoteFile) -> Optional[
 
 
 def plan_is_ready(opts: Options, plan: DatasetPlan) -> bool:
+    """Everything ``tools.data check`` requires is there (as in an existing CoOp data folder, which
+    may lack what the readers do not read, such as Food-101's meta/): nothing is fetched then."""
+    if plan.expects:
+        return all(os.path.exists(os.path.join(dataset_dir(opts, plan), rel)) for rel in plan.expects)
     return all(in_place(opts, plan, f) for f in plan.files if not f.optional)
 
 
@@ -131,10 +135,10 @@ def download_file(opts: Options, plan: DatasetPlan, entry: RemoteFile) -> str:
     finally:
         bar.close()
     try:
-        md5 = fetch.verify(part, entry.md5, entry.is_split_file)
+        md5 = fetch.verify(part, entry.md5, entry.is_split_file, name=f"the download of {entry.name} from {origin}")
     except fetch.FetchError as err:
         os.remove(part)  # a wrong file: resuming it could never succeed
-        raise fetch.FetchError(f"{err} (from {origin}); the download was deleted") from None
+        raise fetch.FetchError(f"{err}; it was deleted") from None
     os.replace(part, target)
     if entry.is_archive:
         fetch.write_record(target, md5, origin)
@@ -147,9 +151,10 @@ def obtain(opts: Options, plan: DatasetPlan, entry: RemoteFile, paths: Dict[str,
         return "done"
     local = local_copy(opts, plan, entry)
     if local is not None:
-        fetch.verify(local, entry.md5, entry.is_split_file)
-        if fetch.read_record(local) is None:
-            fetch.write_record(local, fetch.md5_of(local), PLACED_BY_HAND)
+        had_record = fetch.read_record(local) is not None
+        md5 = fetch.verify(local, entry.md5, entry.is_split_file)
+        if not had_record:
+            fetch.write_record(local, md5, PLACED_BY_HAND)
     elif entry.manual and not opts.mirror:
         return "manual"
     else:

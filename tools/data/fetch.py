@@ -79,12 +79,14 @@ def remove_with_record(path: str) -> None:
             os.remove(p)
 
 
-def verify(path: str, md5: Optional[str], is_split_file: bool = False) -> str:
-    """Check ``path`` against ``md5`` (and a split file's structure); its md5. Raises FetchError."""
+def verify(path: str, md5: Optional[str], is_split_file: bool = False, name: str = "") -> str:
+    """Check ``path`` against ``md5`` (and a split file's structure); its md5. Raises FetchError
+    naming ``name`` (default: the path)."""
+    name = name or path
     record = read_record(path)
     actual = record["md5"] if record else md5_of(path)
     if md5 and actual != md5:
-        raise FetchError(f"checksum mismatch for {path}: md5 {actual}, expected {md5}")
+        raise FetchError(f"checksum mismatch for {name}: md5 {actual}, expected {md5}")
     if is_split_file:
         try:
             with open(path) as f:
@@ -93,7 +95,7 @@ def verify(path: str, md5: Optional[str], is_split_file: bool = False) -> str:
         except (OSError, ValueError):
             ok = False
         if not ok:
-            raise FetchError(f"{path} is not a CoOp split file (a JSON object with train, val and test)")
+            raise FetchError(f"{name} is not a CoOp split file (a JSON object with train, val and test)")
     return actual
 
 
