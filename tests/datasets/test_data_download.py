@@ -107,6 +107,12 @@ def test_torchvision_is_asked_without_network(no_network):
     sources.torchvision_downloads.cache_clear()
     assert sources.torchvision_downloads("DTD") == ((tv.DTD._URL, "dtd-r1.0.1.tar.gz", tv.DTD._MD5),)
     assert sources.torchvision_downloads("StanfordCars") == ()  # its source is gone
+    from torchvision.datasets import dtd as tv_dtd
+    from torchvision.datasets import utils as tv_utils
+
+    # The recorders are gone again: torchvision itself still downloads as before.
+    assert tv_dtd.download_and_extract_archive is tv_utils.download_and_extract_archive
+    assert tv_utils._urlretrieve.__module__ == "torchvision.datasets.utils"
 
 
 def test_unknown_dataset_lists_choices(tmp_path):

@@ -110,6 +110,15 @@ def torchvision_downloads(class_name: str) -> Tuple[Tuple[str, str, Optional[str
         if hasattr(module, helper):
             saved[helper] = getattr(module, helper)
             setattr(module, helper, record)
+
+    def offline(*args, **kwargs):
+        raise RuntimeError("no network while reading torchvision's sources")
+
+    # A second guard: torchvision's own fetching primitives refuse, whatever path reaches them.
+    guarded = {name: getattr(tv_utils, name) for name in ("_urlretrieve", "_get_redirect_url")
+               if hasattr(tv_utils, name)}
+    for name in guarded:
+        setattr(tv_utils, name, offline)
     try:
         with tempfile.TemporaryDirectory() as tmp:
             try:
@@ -119,6 +128,8 @@ def torchvision_downloads(class_name: str) -> Tuple[Tuple[str, str, Optional[str
     finally:
         for helper, original in saved.items():
             setattr(module, helper, original)
+        for name, original in guarded.items():
+            setattr(tv_utils, name, original)
     return tuple(calls)
 
 
