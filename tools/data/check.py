@@ -1,7 +1,4 @@
-"""Data tools: check a data root against the expected layouts, fetch the CoOp split files.
-
-    python -m tools.data check --root $DATA [--dataset eurosat]
-    python -m tools.data download-splits --root $DATA [--dataset eurosat]
+"""``check`` and ``download-splits``: a data root against the expected layouts; the CoOp split files.
 
 ``check`` prints, per dataset, which folders and files are present or missing, whether
 a sample of images can be read, and the exact fix. The exit code is 1 when a checked
@@ -9,7 +6,6 @@ dataset is not usable.
 """
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 from typing import Dict, List, Optional, Sequence, Tuple
@@ -85,12 +81,12 @@ def check_dataset(root: str, cls: type) -> Tuple[bool, List[List[str]], List[str
         return present
 
     if not row("dataset folder", dataset_dir, os.path.isdir(dataset_dir)):
-        fixes.append(source.fix(root))
+        fixes.append(source.fix(root) + f"\nOr let the tool do it: python -m tools.data download --root {root} {source.config}")
         return False, rows, fixes
     layout_ok = all([row("required", os.path.join(dataset_dir, rel), os.path.exists(os.path.join(dataset_dir, rel)))
                      for rel in source.required])
     if not layout_ok:
-        fixes.append(source.fix(root))
+        fixes.append(source.fix(root) + f"\nOr let the tool do it: python -m tools.data download --root {root} {source.config}")
     split_ok = True
     if source.split_file:
         split_path = os.path.join(dataset_dir, source.split_file)
@@ -167,20 +163,3 @@ def cmd_download_splits(root: str, name: Optional[str]) -> int:
                 file=sys.stderr,
             )
     return 1 if failures else 0
-
-
-def main(argv: Optional[Sequence[str]] = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m tools.data", description=__doc__.split("\n\n")[0])
-    sub = parser.add_subparsers(dest="command", required=True)
-    for command, help_text in (("check", "check the data root"), ("download-splits", "fetch split_zhou_*.json files")):
-        p = sub.add_parser(command, help=help_text)
-        p.add_argument("--root", required=True, help="the DATA root (DATASET.ROOT)")
-        p.add_argument("--dataset", default=None, help="config name (eurosat) or reader name (EuroSAT); default all")
-    args = parser.parse_args(argv)
-    if args.command == "check":
-        return cmd_check(args.root, args.dataset)
-    return cmd_download_splits(args.root, args.dataset)
-
-
-if __name__ == "__main__":
-    sys.exit(main())
