@@ -26,6 +26,8 @@ setup(
         "pillow",
         "openai>=1.0",
         "gdown",
+        # python -m tools.data download: resumable HTTP downloads (Range requests).
+        "requests",
         # The StanfordCars and Flowers102 readers read MATLAB annotation files when a split file is missing.
         "scipy",
         # scripts/lib.sh reads a config's OPTIM.MAX_EPOCH with it (yacs needs it too).
