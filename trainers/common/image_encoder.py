@@ -27,7 +27,6 @@ import torch
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from .openai_clip import clip
 from .text_encoder import DeepPrompts, check_deep_prompts, insert_deep_prompt, prompt_length
 
 
@@ -41,7 +40,10 @@ class ImageEncoder(nn.Module):
     def __init__(self, visual: nn.Module) -> None:
         super().__init__()
         self.visual = visual
-        self.is_vit = isinstance(visual, clip.model.VisionTransformer)
+        # OpenAI's VisionTransformer and open_clip's share these stages and names; open_clip's
+        # blocks are batch-first.
+        self.is_vit = all(hasattr(visual, name) for name in ("conv1", "class_embedding", "ln_pre", "transformer"))
+        self.batch_first = self.is_vit and bool(getattr(visual.transformer, "batch_first", False))
         self.checkpointing = False
         self.feature_server = None  # a feature_cache.ImageFeatureServer, set by the trainer
 
@@ -85,16 +87,22 @@ class ImageEncoder(nn.Module):
         """``ln_pre`` and the transformer blocks over tokens ``(N, L, width)``."""
         v = self.visual
         check_deep_prompts(deep_prompts, len(v.transformer.resblocks), "image")
-        x = v.ln_pre(x).permute(1, 0, 2)  # NLD -> LND
+        x = v.ln_pre(x)
+        if not self.batch_first:
+            x = x.permute(1, 0, 2)  # NLD -> LND, the layout of OpenAI CLIP's blocks
         for i, block in enumerate(v.transformer.resblocks):
             prompt = deep_prompts[i] if deep_prompts is not None and i < len(deep_prompts) else None
             if prompt is not None:
-                x = insert_deep_prompt(x, prompt, start=-prompt_length(prompt))
+                start = -prompt_length(prompt)
+                if self.batch_first:
+                    x = insert_deep_prompt(x.transpose(0, 1), prompt, start=start).transpose(0, 1)
+                else:
+                    x = insert_deep_prompt(x, prompt, start=start)
             if self.checkpointing and torch.is_grad_enabled():
                 x = checkpoint(block, x, use_reentrant=False)
             else:
                 x = block(x)
-        return x.permute(1, 0, 2)
+        return x if self.batch_first else x.permute(1, 0, 2)
 
     def pool(self, x: torch.Tensor) -> torch.Tensor:
         """``ln_post`` of the class token, projected: ``(N, dim)``."""

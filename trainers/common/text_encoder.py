@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
+from .open_clip_backbone import project_text
 from .openai_clip import clip
 
 # Sequences per text-encoder call when encoding hand-crafted text: bounds the
@@ -98,12 +99,20 @@ class TextEncoder(nn.Module):
         self.ln_final = clip_model.ln_final
         self.text_projection = clip_model.text_projection
         self.token_embedding = clip_model.token_embedding
+        # open_clip's blocks are batch-first (trainers/common/open_clip_backbone.py), OpenAI's are not.
+        self.batch_first = bool(getattr(clip_model, "batch_first", False))
         # The same additive causal mask CLIP builds; sliced to the run length.
         self.register_buffer("causal_mask", clip_model.build_attention_mask(), persistent=False)
 
     @property
     def dtype(self) -> torch.dtype:
-        return self.text_projection.dtype
+        projection = self.text_projection
+        return projection.weight.dtype if isinstance(projection, nn.Linear) else projection.dtype
+
+    @property
+    def output_dim(self) -> int:
+        projection = self.text_projection
+        return projection.out_features if isinstance(projection, nn.Linear) else projection.shape[1]
 
     @property
     def width(self) -> int:
@@ -125,21 +134,27 @@ class TextEncoder(nn.Module):
         check_deep_prompts(deep_prompts, self.n_blocks, "text")
         dtype = self.dtype
         x = prompts[:, :length].to(dtype) + self.positional_embedding[:length].to(dtype)
-        x = x.permute(1, 0, 2)  # NLD -> LND, the layout of CLIP's blocks
         mask = self.causal_mask[:length, :length].to(device=x.device, dtype=x.dtype)
-        for i, block in enumerate(self.transformer.resblocks):
-            if deep_prompts is not None and i < len(deep_prompts):
-                x = insert_deep_prompt(x, deep_prompts[i], start=1)
-            # The body of clip.model.ResidualAttentionBlock.forward, with the mask
-            # of this length instead of the block's fixed 77 x 77 one.
-            h = block.ln_1(x)
-            x = x + block.attn(h, h, h, need_weights=False, attn_mask=mask)[0]
-            x = x + block.mlp(block.ln_2(x))
-        x = x.permute(1, 0, 2)
+        if self.batch_first:
+            for i, block in enumerate(self.transformer.resblocks):
+                if deep_prompts is not None and i < len(deep_prompts):
+                    x = insert_deep_prompt(x.transpose(0, 1), deep_prompts[i], start=1).transpose(0, 1)
+                x = block(x, attn_mask=mask)
+        else:
+            x = x.permute(1, 0, 2)  # NLD -> LND, the layout of CLIP's blocks
+            for i, block in enumerate(self.transformer.resblocks):
+                if deep_prompts is not None and i < len(deep_prompts):
+                    x = insert_deep_prompt(x, deep_prompts[i], start=1)
+                # The body of clip.model.ResidualAttentionBlock.forward, with the mask
+                # of this length instead of the block's fixed 77 x 77 one.
+                h = block.ln_1(x)
+                x = x + block.attn(h, h, h, need_weights=False, attn_mask=mask)[0]
+                x = x + block.mlp(block.ln_2(x))
+            x = x.permute(1, 0, 2)
         # ln_final is per position: normalise the EOT rows only.
         rows = torch.arange(x.shape[0], device=x.device)
         x = self.ln_final(x[rows, eot.to(x.device)]).to(dtype)
-        return x @ self.text_projection
+        return project_text(x, self.text_projection)
 
     def encode_prompts(
         self,
@@ -201,7 +216,7 @@ class TextEncoder(nn.Module):
         device = self.token_embedding.weight.device
         tokenized = tokenized.to(device)
         if tokenized.shape[0] == 0:
-            return torch.empty(0, self.text_projection.shape[1], device=device, dtype=self.dtype)
+            return torch.empty(0, self.output_dim, device=device, dtype=self.dtype)
 
         def encode(idx: torch.Tensor, length: int) -> torch.Tensor:
             tokens = tokenized[idx, :length]
