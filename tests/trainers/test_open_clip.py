@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import open_clip
 import pytest
 import torch
 
@@ -18,6 +19,8 @@ from trainers.common.image_encoder import ImageEncoder
 from trainers.common.open_clip_backbone import OpenCLIP, convert_openai_checkpoint, load_open_clip
 from trainers.common.prompt_learner import PromptLearner
 from trainers.common.text_encoder import TextEncoder, tokenize
+
+from tests.utils.open_clip_models import CONFIGS, write_config
 
 from .test_feature_cache import METHODS, Method, checkpoints, run_args
 
@@ -59,17 +62,54 @@ def test_the_towers_agree_with_and_without_deep_prompts(both):
     torch.testing.assert_close(TextEncoder(opened).encode_tokens(tokens), opened.encode_text(tokens), rtol=1e-5, atol=1e-6)
 
 
-def test_a_learner_initialised_from_words_is_the_sentence(converted):
-    import open_clip
-
+@pytest.fixture(scope="module")
+def families(converted, tmp_path_factory):
+    """``NAME`` / ``PRETRAINED`` of one model per family: OpenAI weights converted, a
+    SigLIP-shaped tower and an EVA-shaped timm tower (both random)."""
+    folder = tmp_path_factory.mktemp("families")
     config, weights = converted
-    model = load_open_clip(f"open_clip:{config}", str(weights))
+    return {
+        "openai-architecture": (f"open_clip:{config}", str(weights)),
+        "last-token": (f"open_clip:{write_config(folder, 'tiny-last-token')}", "random"),
+        "eva-timm": (f"open_clip:{write_config(folder, 'tiny-eva')}", "random"),
+    }
+
+
+FAMILIES = ["openai-architecture", "last-token", "eva-timm"]
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_a_learner_initialised_from_words_is_the_sentence(family, families):
+    model = load_open_clip(*families[family])
     names = ["zorbel", "quintal flower"]
     learner = PromptLearner(names, model, n_ctx=4, ctx_init="a photo of a")
     features = TextEncoder(model)(learner(), learner.tokenized_prompts)
-    tokenizer = open_clip.get_tokenizer("ViT-B-16")  # CLIP's BPE, as the converted model's config implies
-    expected = model.encode_text(tokenizer([f"a photo of a {n}." for n in names]))
+    # open_clip's own tokenizer and text forward
+    expected = model.encode_text(open_clip.get_tokenizer(model.model_name)([f"a photo of a {n}." for n in names]))
     torch.testing.assert_close(features, expected, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_the_encoders_are_open_clips_forwards(family, families):
+    model = load_open_clip(*families[family])
+    tokens = model.text_spec.tokenize(["a photo of a zorbel.", "a small red round thing with stripes"])
+    torch.testing.assert_close(TextEncoder(model).encode_tokens(tokens), model.encode_text(tokens), rtol=1e-5, atol=1e-6)
+    size = model.input_resolution
+    image = torch.randn(2, 3, size, size)
+    encoder = ImageEncoder(model.visual)
+    torch.testing.assert_close(encoder(image), model.encode_image(image), rtol=1e-5, atol=1e-6)
+    if encoder.is_vit:  # prompts of zero tokens change nothing
+        empty = torch.zeros(0, encoder.width)
+        torch.testing.assert_close(encoder(image, empty, [empty] * encoder.n_blocks), model.encode_image(image),
+                                   rtol=1e-5, atol=1e-6)
+
+
+def test_the_text_side_is_read_from_the_model(families):
+    spec = load_open_clip(*families["last-token"]).text_spec
+    assert (spec.context_length, spec.pooling, spec.causal, spec.truncatable) == (64, "last", False, False)
+    assert spec.tokenize(["a zorbel"]).shape == (1, 64)
+    spec = load_open_clip(*families["eva-timm"]).text_spec
+    assert (spec.context_length, spec.pooling, spec.causal, spec.truncatable, spec.n_prefix) == (77, "argmax", True, True, 1)
 
 
 def test_weights_must_be_named(converted):
@@ -101,19 +141,14 @@ def test_an_offline_tag_names_what_to_fetch(monkeypatch, tmp_path):
         load_open_clip("open_clip:ViT-B-32", "laion2b_s34b_b79k")
 
 
-def test_a_custom_text_tower_is_refused_with_the_backbone_named(tmp_path):
+def test_a_text_tower_prompts_cannot_enter_is_refused_with_the_backbone_named(tmp_path):
     import json
 
-    config = {
-        "embed_dim": 64,
-        "custom_text": True,
-        "vision_cfg": {"image_size": 32, "layers": 1, "width": 64, "patch_size": 16},
-        "text_cfg": {"context_length": 16, "vocab_size": 1000, "width": 64, "heads": 1, "layers": 1,
-                     "no_causal_mask": True, "pool_type": "last", "proj_bias": True},
-    }
-    path = tmp_path / "tiny-custom-text.json"
+    config = json.loads(json.dumps(CONFIGS["tiny-last-token"]))
+    config["text_cfg"]["embed_cls"] = True  # CoCa's class token
+    path = tmp_path / "tiny-cls-text.json"
     path.write_text(json.dumps(config))
-    with pytest.raises(NotImplementedError, match="open_clip:tiny-custom-text is a CustomTextCLIP"):
+    with pytest.raises(NotImplementedError, match="open_clip:tiny-cls-text: a text tower with a class token"):
         load_open_clip(f"open_clip:{path}", "random")
 
 
@@ -153,11 +188,15 @@ def test_every_method_is_the_same_through_both_loaders(method, converted, synthe
         assert re.search(r"[1-9]\d* misses", lines[-1]), lines[-1]
 
 
-def test_a_random_open_clip_tower_trains(converted, synthetic_data_root, tmp_path, monkeypatch):
+@pytest.mark.parametrize("family", ["last-token", "eva-timm"])
+@pytest.mark.parametrize("method", METHODS, ids=lambda m: m.trainer)
+def test_every_method_trains_on_every_family(method, family, families, synthetic_data_root, tmp_path, monkeypatch):
     monkeypatch.setattr(train, "collect_env_info", lambda: "(not collected in this test)")
-    config, _ = converted
-    coop = next(m for m in METHODS if m.trainer == "CoOp")
-    log = _train(coop, synthetic_data_root, tmp_path / "run", tmp_path / "features",
-                 "MODEL.BACKBONE.NAME", f"open_clip:{config}", "MODEL.BACKBONE.PRETRAINED", "random")
+    name, pretrained = families[family]
+    size = load_open_clip(name, pretrained).input_resolution
+    opts = ("MODEL.BACKBONE.NAME", name, "MODEL.BACKBONE.PRETRAINED", pretrained, "INPUT.SIZE", f"({size}, {size})")
+    log = _train(method, synthetic_data_root, tmp_path / "run", tmp_path / "features", *opts)
     assert "=> result" in log
-    assert checkpoints(tmp_path / "run")
+    assert all(v == v for v in _losses(log))  # finite (no NaN)
+    if not method.eval_only:
+        assert checkpoints(tmp_path / "run")

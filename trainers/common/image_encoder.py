@@ -49,7 +49,9 @@ class ImageEncoder(nn.Module):
 
     @property
     def dtype(self) -> torch.dtype:
-        return self.visual.conv1.weight.dtype
+        if self.is_vit:
+            return self.visual.conv1.weight.dtype
+        return next(p.dtype for p in self.visual.parameters() if p.is_floating_point())
 
     @property
     def output_dim(self) -> int:
@@ -69,8 +71,9 @@ class ImageEncoder(nn.Module):
     def _require_vit(self, what: str) -> None:
         if not self.is_vit:
             raise TypeError(
-                f"The image encoder is a {type(self.visual).__name__} (a ResNet CLIP), which {what}: "
-                "visual prompts need a ViT backbone (MODEL.BACKBONE.NAME ViT-B/16, ViT-B/32, ...)"
+                f"The image encoder is a {type(self.visual).__name__} (not a ViT with CLIP's stages: a ResNet, "
+                f"or a timm tower of open_clip), which {what}: visual prompts need a ViT backbone "
+                "(MODEL.BACKBONE.NAME ViT-B/16, ViT-B/32, open_clip:ViT-B-16, ...)"
             )
 
     def embed(self, image: torch.Tensor) -> torch.Tensor:

@@ -12,10 +12,11 @@ differs between the two, the encoders read from here: open_clip's blocks are bat
 (:attr:`OpenCLIP.batch_first`), and the text tower's pooling and mask must allow the
 truncation after the last EOT (:meth:`OpenCLIP.check_text_tower`).
 
-Supported today: the OpenAI-architecture family (``CLIP`` with a causal text tower, argmax
-pooling, CLIP's BPE tokenizer at 77 tokens and a class-token ``VisionTransformer``:
-ViT-B-16, ViT-L-14 with openai, LAION, DFN, MetaCLIP weights). Other families
-(``CustomTextCLIP``: SigLIP, EVA02) are refused with an error naming the backbone.
+Text towers: open_clip's own (``CLIP``, and ``CustomTextCLIP`` with a ``TextTransformer``:
+SigLIP's non-causal, last-token one, EVA02's causal one), with the model's tokenizer;
+HuggingFace text encoders and CoCa's class-token towers are refused, naming the backbone.
+Vision towers: open_clip's class-token ``VisionTransformer`` takes visual prompts (the
+stages of ``ImageEncoder``); others (timm towers, ResNets) run whole and refuse prompts.
 """
 from __future__ import annotations
 
@@ -29,7 +30,7 @@ from typing import Iterator, Optional
 import torch
 from torch import nn
 
-from .openai_clip import clip
+from .text_spec import POOLINGS, TextSpec
 
 OPEN_CLIP_PREFIX = "open_clip:"
 RANDOM_WEIGHTS = "random"
@@ -121,7 +122,9 @@ def _weights_error(model: str, pretrained: str, err: Exception) -> FileNotFoundE
 
 
 class OpenCLIP(nn.Module):
-    """An open_clip ``CLIP`` seen through OpenAI CLIP's attribute names (the modules are shared)."""
+    """An open_clip ``CLIP`` or ``CustomTextCLIP`` seen through OpenAI CLIP's attribute names
+    (the modules are shared), with the :class:`~trainers.common.text_spec.TextSpec` of its
+    text side and the model's own tokenizer."""
 
     #: open_clip's transformer blocks take ``(N, L, width)`` (OpenAI's take ``(L, N, width)``).
     batch_first = True
@@ -129,50 +132,83 @@ class OpenCLIP(nn.Module):
     def __init__(self, model: nn.Module, model_name: str, pretrained: str, identity: str) -> None:
         super().__init__()
         open_clip = _open_clip()
-        if not isinstance(model, open_clip.CLIP):
-            raise NotImplementedError(
-                f"open_clip:{model_name} is a {type(model).__name__} (its text tower is not CLIP's: "
-                "SigLIP, EVA02 and other custom-text models); only the OpenAI-architecture family "
-                "(open_clip.CLIP: ViT-B-16, ViT-L-14 with openai, LAION, DFN or MetaCLIP weights) runs here so far"
-            )
         self.model_name = model_name
         self.pretrained = pretrained
         self.identity = identity
+        text = model.text if isinstance(model, open_clip.CustomTextCLIP) else model
+        if not isinstance(text, (open_clip.CLIP, open_clip.transformer.TextTransformer)):
+            raise NotImplementedError(
+                f"open_clip:{model_name}: its text tower is a {type(text).__name__}; prompt learning reaches "
+                "into open_clip's own TextTransformer only (not HuggingFace text encoders)"
+            )
+        if getattr(text, "cls_emb", None) is not None or getattr(text, "use_pad_mask", False):
+            raise NotImplementedError(
+                f"open_clip:{model_name}: a text tower with a class token or a padding mask (CoCa-style) "
+                "is not supported by the prompt learners"
+            )
         self.visual = model.visual
-        self.transformer = model.transformer
-        self.token_embedding = model.token_embedding
-        self.positional_embedding = model.positional_embedding
-        self.ln_final = model.ln_final
-        self.text_projection = model.text_projection
+        if not hasattr(self.visual, "output_dim"):
+            # A timm tower does not say its output width (OpenAI's towers do); it is the text features' width.
+            self.visual.output_dim = projected_width(text.text_projection, text.ln_final.weight.shape[0])
+        self.transformer = text.transformer
+        self.token_embedding = text.token_embedding
+        self.positional_embedding = text.positional_embedding
+        self.ln_final = text.ln_final
+        self.text_projection = text.text_projection
         self.logit_scale = model.logit_scale
-        self.context_length = model.context_length
-        self.text_pool_type = model.text_pool_type
-        self.register_buffer("attn_mask", model.attn_mask, persistent=False)
-        self.check_text_tower()
+        # SigLIP's learnt bias of its sigmoid scores: a constant shift of every class's logit,
+        # which a softmax over classes (and so cross-entropy and accuracy) ignores.
+        self.logit_bias = getattr(model, "logit_bias", None)
+        self.context_length = text.context_length
+        self.text_pool_type = text.text_pool_type if text is model else text.pool_type
+        self.register_buffer("attn_mask", text.attn_mask, persistent=False)
+        # open_clip's own forwards, over the same modules: the reference the encoders are tested against.
+        self.open_clip_encode_text = model.encode_text
+        self.open_clip_encode_image = model.encode_image
+        self.text_spec = self._describe_text(open_clip, getattr(text, "text_eos_id", getattr(text, "eos_id", None)))
         self.check_vision_tower()
+
+    def _describe_text(self, open_clip, eos_id: Optional[int]) -> TextSpec:
+        """The :class:`TextSpec` of this model, from its tokenizer and text tower."""
+        if self.text_pool_type not in POOLINGS:
+            raise NotImplementedError(
+                f"open_clip:{self.model_name}: text pooling {self.text_pool_type!r}; prompt learners need "
+                f"one sentence feature ({', '.join(POOLINGS)})"
+            )
+        tokenizer = open_clip.get_tokenizer(self.model_name)
+        if tokenizer.context_length != self.context_length:
+            raise ValueError(
+                f"open_clip:{self.model_name}: the tokenizer writes {tokenizer.context_length} tokens, "
+                f"the text tower reads {self.context_length}"
+            )
+        if hasattr(tokenizer, "encode"):  # open_clip's BPE (SimpleTokenizer): cleans as it encodes
+            count = lambda text: len(tokenizer.encode(text))  # noqa: E731
+        else:  # a HuggingFace tokenizer behind open_clip's HFTokenizer
+            count = lambda text: len(tokenizer.tokenizer.encode(tokenizer.clean_fn(text), add_special_tokens=False))  # noqa: E731
+        probe = tokenizer(["a", "b"])
+        # A start token is the same whatever the text (CLIP's SOT); a first word is not.
+        n_prefix = 1 if probe[0, 0] == probe[1, 0] else 0
+        return TextSpec(
+            tokenizer=lambda texts: tokenizer(list(texts)),
+            count_tokens=count,
+            context_length=self.context_length,
+            n_prefix=n_prefix,
+            pooling=self.text_pool_type,
+            causal=self.attn_mask is not None,
+            eos_id=eos_id,
+            name=f"open_clip:{self.model_name}",
+        )
 
     # -- what the CLIP pieces read ----------------------------------------------------
     @property
     def dtype(self) -> torch.dtype:
-        return self.visual.conv1.weight.dtype
+        for param in self.visual.parameters():
+            if param.is_floating_point():
+                return param.dtype
+        return self.token_embedding.weight.dtype
 
-    def build_attention_mask(self) -> torch.Tensor:
-        return self.attn_mask.clone()
-
-    def check_text_tower(self) -> None:
-        """The text encoder cuts every sequence after its last EOT and reads the EOT's
-        feature: exact only for a causal tower pooled at the EOT (the largest token id)."""
-        if self.attn_mask is None or self.text_pool_type != "argmax":
-            raise NotImplementedError(
-                f"open_clip:{self.model_name}: text tower with pooling {self.text_pool_type!r} and "
-                f"{'no causal mask' if self.attn_mask is None else 'a causal mask'}; the prompt learners need "
-                "CLIP's causal tower pooled at the EOT token (argmax), as in the OpenAI-architecture models"
-            )
-        if self.context_length != 77 or self.token_embedding.num_embeddings != 49408:
-            raise NotImplementedError(
-                f"open_clip:{self.model_name}: context length {self.context_length} and vocabulary "
-                f"{self.token_embedding.num_embeddings}; only CLIP's BPE tokenizer (77 tokens, 49408 ids) runs here so far"
-            )
+    def build_attention_mask(self) -> Optional[torch.Tensor]:
+        return None if self.attn_mask is None else self.attn_mask.clone()
 
     def check_vision_tower(self) -> None:
         visual = self.visual
@@ -185,22 +221,22 @@ class OpenCLIP(nn.Module):
                 f"{' with attentional pooling' if visual.attn_pool is not None else ''}; the image encoder's "
                 "stages (embed, blocks, pool) follow CLIP's class-token pooling"
             )
+        if not isinstance(visual.patch_dropout, nn.Identity):
+            raise NotImplementedError(f"open_clip:{self.model_name}: patch dropout is not supported; build it without")
 
     @property
     def input_resolution(self) -> int:
-        height, width = getattr(self.visual, "image_size", (0, 0))
+        size = getattr(self.visual, "image_size", None) or self.visual.preprocess_cfg["size"]
+        height, width = (size, size) if isinstance(size, int) else tuple(size)
         if height != width:
             raise NotImplementedError(f"open_clip:{self.model_name}: non-square input {height}x{width}")
         return int(height)
 
     def encode_image(self, image: torch.Tensor) -> torch.Tensor:
-        return self.visual(image.to(self.dtype))
+        return self.open_clip_encode_image(image.to(self.dtype))
 
     def encode_text(self, text: torch.Tensor) -> torch.Tensor:
-        x = self.token_embedding(text).to(self.dtype) + self.positional_embedding.to(self.dtype)
-        x = self.transformer(x, attn_mask=self.attn_mask)
-        x = self.ln_final(x)[torch.arange(x.shape[0]), text.argmax(dim=-1)]
-        return project_text(x, self.text_projection)
+        return self.open_clip_encode_text(text)
 
 
 def project_text(x: torch.Tensor, projection) -> torch.Tensor:
@@ -210,6 +246,13 @@ def project_text(x: torch.Tensor, projection) -> torch.Tensor:
     if isinstance(projection, nn.Linear):
         return projection(x)
     return x @ projection
+
+
+def projected_width(projection, width: int) -> int:
+    """Width of features after a text projection (``None``: the tower's own ``width``)."""
+    if projection is None:
+        return width
+    return projection.out_features if isinstance(projection, nn.Linear) else projection.shape[1]
 
 
 def file_identity(path: Path) -> str:

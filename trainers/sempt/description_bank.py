@@ -21,7 +21,7 @@ from torch import nn
 from ..common.cache_identity import PROJECT_CACHE_ENV as CACHE_ENV
 from ..common.cache_identity import backbone_key, project_cache_dir
 from ..common.clip_loader import backbone_identity
-from ..common.text_encoder import TextEncoder, tokenize
+from ..common.text_encoder import TextEncoder
 
 
 def default_cache_dir() -> Path:
@@ -130,7 +130,7 @@ def encode_descriptions(
     the cache is saved.
     """
     texts, groups = flatten_descriptions(sentences)
-    tokenize(texts)  # fail early, naming the sentence, if one does not fit 77 tokens
+    text_encoder.tokenize(texts)  # fail early, naming the sentence, if one does not fit the context
     if cache is None:
         features = text_encoder.encode_text(texts).float().cpu()
     else:
