@@ -31,7 +31,7 @@ from dassl.engine import TRAINER_REGISTRY
 from .common.openai_clip import clip
 from .common.prompt_learner import PromptLearner
 from .common.templates import CUSTOM_TEMPLATES_KG, template_for
-from .common.text_encoder import BlendedPrompt, DeepPrompts, TextEncoder
+from .common.text_encoder import BlendedPrompt, DeepPrompts, TextEncoder, text_feature_width
 from .config import prompt_config_node, register_config
 from .coop import coop_config
 from .kgcoop import KgCoOp, KgCoOpCLIP
@@ -120,7 +120,7 @@ class TCPPromptLearner(PromptLearner):
             )
         self.insert_layer = insert_layer
         self.fusion_weight = float(fusion_weight)
-        dim = clip_model.text_projection.shape[1]  # the zero-shot features' width
+        dim = text_feature_width(clip_model)  # the zero-shot features' width
         width = self.ctx.shape[-1]
         self.meta_net = nn.Sequential(OrderedDict([
             ("linear1", nn.Linear(dim, dim // 4)),

@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from .open_clip_backbone import project_text
+from .open_clip_backbone import project_text, projected_width
 from .text_spec import TextSpec, text_spec
 
 # Sequences per text-encoder call when encoding hand-crafted text: bounds the
@@ -116,8 +116,7 @@ class TextEncoder(nn.Module):
 
     @property
     def output_dim(self) -> int:
-        projection = self.text_projection
-        return projection.out_features if isinstance(projection, nn.Linear) else projection.shape[1]
+        return projected_width(self.text_projection, self.width)
 
     @property
     def width(self) -> int:
@@ -242,6 +241,11 @@ class TextEncoder(nn.Module):
         return self.encode_tokens(self.tokenize(texts), chunk_size=chunk_size)
 
 
+def text_feature_width(clip_model: nn.Module) -> int:
+    """Width of a model's text features (its projection's output)."""
+    return projected_width(clip_model.text_projection, clip_model.ln_final.weight.shape[0])
+
+
 def encode_length_sorted(
     tokenized: torch.Tensor,
     chunk_size: int,
@@ -308,5 +312,6 @@ __all__ = [
     "encode_length_sorted",
     "insert_deep_prompt",
     "prompt_length",
+    "text_feature_width",
     "tokenize",
 ]
