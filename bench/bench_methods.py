@@ -10,6 +10,14 @@ evaluate (zero-shot CLIP, the description classifiers) are listed as such.
     python bench/bench_methods.py                                   # CPU, fp32, 100 classes
     python bench/bench_methods.py --device cuda --classes 100 1000 --precisions amp fp16 bf16
     python bench/bench_methods.py --arch tiny --steps 1 --warmup 0  # seconds: checks that it runs
+    python bench/bench_methods.py --arch vit_b16 open_clip:ViT-L-14 open_clip:ViT-B-16-SigLIP2
+
+``open_clip:<model>`` architectures are built by open_clip's factory from its shipped config
+with random weights (``MODEL.BACKBONE.PRETRAINED random``). A model whose tokenizer is
+HuggingFace's (SigLIP) is timed with CLIP's BPE tokenizer at the model's context length
+instead, so that nothing is downloaded: the text tower still runs its full context (no
+causal mask), which is what its cost depends on. Ratios are to CoOp on the first
+architecture given.
 """
 from __future__ import annotations
 
@@ -33,6 +41,7 @@ sys.path.insert(0, str(REPO))
 from bench.random_clip import VIT_B16, write_random_clip  # noqa: E402
 
 ARCHS = {"vit_b16": VIT_B16, "tiny": (64, 32, 2, 64, 16, 77, 49408, 64, 1, 2)}  # clip.model.CLIP's arguments
+OPEN_CLIP = "open_clip:"
 DATASETS = {100: ("caltech101", "Caltech101"), 1000: ("imagenet", "ImageNet")}
 
 
@@ -45,6 +54,7 @@ class Method:
 
 @dataclass
 class Result:
+    arch: str
     method: str
     classes: int
     precision: str
@@ -78,7 +88,31 @@ def make_data(root: Path, classes: int) -> str:
     return make_imagenet_tree(root, n_train=1, n_val=1)
 
 
-def build(method: Method, classes: int, prec: str, device: str, data: str, clip_path: Path, size: int,
+def backbone_options(arch: str, work: Path) -> tuple:
+    """``(MODEL.BACKBONE options, input size)`` of an architecture: an OpenAI-layout random
+    checkpoint, or an open_clip config with random weights (see the module docstring)."""
+    if not arch.startswith(OPEN_CLIP):
+        path = work / f"{arch}.pt"
+        size = write_random_clip(path, ARCHS[arch])
+        return ("MODEL.BACKBONE.NAME", str(path)), size
+    import open_clip
+
+    name = arch[len(OPEN_CLIP):]
+    config = json.loads(json.dumps(open_clip.get_model_config(name)))
+    if config is None:
+        raise SystemExit(f"--arch {arch}: open_clip has no model config {name!r}")
+    text = config.get("text_cfg", {})
+    if text.pop("hf_tokenizer_name", None):  # timed with CLIP's BPE: no download
+        text.pop("tokenizer_kwargs", None)
+    # A file name without "siglip": open_clip would pick SigLIP's HuggingFace tokenizer by name.
+    path = work / f"bench-{name.lower().replace('siglip', 'sl')}.json"
+    path.write_text(json.dumps(config))
+    size = config["vision_cfg"]["image_size"]
+    size = size if isinstance(size, int) else size[0]
+    return ("MODEL.BACKBONE.NAME", f"{OPEN_CLIP}{path}", "MODEL.BACKBONE.PRETRAINED", "random"), size
+
+
+def build(method: Method, classes: int, prec: str, device: str, data: str, backbone: tuple, size: int,
           batch: int, work: Path):
     import train
     from dassl.engine import build_trainer
@@ -93,7 +127,7 @@ def build(method: Method, classes: int, prec: str, device: str, data: str, clip_
         "--dataset-config-file", str(REPO / "configs" / "datasets" / f"{dataset}.yaml"),
         "--config-file", str(method.config),
         "DATASET.NUM_SHOTS", "1", "DATASET.CACHE_DIR", str(work / "cache"),
-        "MODEL.BACKBONE.NAME", str(clip_path), "INPUT.SIZE", f"({size}, {size})",
+        *backbone, "INPUT.SIZE", f"({size}, {size})",
         "DATALOADER.NUM_WORKERS", "0", "DATALOADER.TRAIN_X.BATCH_SIZE", str(batch),
         "OPTIM.MAX_EPOCH", "1", "USE_CUDA", str(device == "cuda"), f"TRAINER.{node}.PREC", prec,
     ])
@@ -117,13 +151,13 @@ def timed(fn, steps: int, warmup: int, device: str) -> float:
     return (time.perf_counter() - start) / steps * 1000
 
 
-def bench_one(method: Method, classes: int, prec: str, args, data: str, clip_path: Path, size: int,
+def bench_one(method: Method, arch: str, classes: int, prec: str, args, data: str, backbone: tuple, size: int,
               work: Path) -> Result:
-    result = Result(method.trainer, classes, prec)
+    result = Result(arch, method.trainer, classes, prec)
     if method.eval_only:
         result.note = "evaluates only (no training step)"
         return result
-    trainer = build(method, classes, prec, args.device, data, clip_path, size, args.batch, work)
+    trainer = build(method, classes, prec, args.device, data, backbone, size, args.batch, work)
     if not trainer.get_model_names():
         result.note = "nothing to train"
         return result
@@ -157,7 +191,8 @@ def bench_one(method: Method, classes: int, prec: str, args, data: str, clip_pat
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--arch", choices=sorted(ARCHS), default="vit_b16")
+    parser.add_argument("--arch", nargs="+", default=["vit_b16"],
+                        help=f"{', '.join(sorted(ARCHS))} or open_clip:<model> (random weights); several: one table")
     parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     parser.add_argument("--classes", type=int, nargs="+", choices=sorted(DATASETS), default=[100])
     parser.add_argument("--precisions", nargs="+", default=None,
@@ -190,22 +225,27 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         os.environ.setdefault("SEMPT_CACHE_DIR", str(work / "sempt_cache"))
-        clip_path = work / "clip.pt"
-        size = write_random_clip(clip_path, ARCHS[args.arch])
-        for classes in args.classes:
-            data = make_data(work / f"data{classes}", classes)
-            for prec in precisions:
-                for method in methods:
-                    try:
-                        results.append(bench_one(method, classes, prec, args, data, clip_path, size, work))
-                    except Exception as err:  # one method's failure must not hide the others' numbers
-                        traceback.print_exc()
-                        results.append(Result(method.trainer, classes, prec, note=f"failed: {type(err).__name__}: {err}"))
-                    print(f"done: {results[-1]}", file=sys.stderr)
-                    if args.device == "cuda":
-                        torch.cuda.empty_cache()
+        for arch in args.arch:
+            if not arch.startswith(OPEN_CLIP) and arch not in ARCHS:
+                raise SystemExit(f"--arch {arch}: choose from {sorted(ARCHS)} or open_clip:<model>")
+            backbone, size = backbone_options(arch, work)
+            for classes in args.classes:
+                data = make_data(work / f"data{classes}", classes)
+                for prec in precisions:
+                    for method in methods:
+                        try:
+                            results.append(bench_one(method, arch, classes, prec, args, data, backbone, size, work))
+                        except Exception as err:  # one method's failure must not hide the others' numbers
+                            traceback.print_exc()
+                            results.append(Result(arch, method.trainer, classes, prec,
+                                                  note=f"failed: {type(err).__name__}: {err}"))
+                        print(f"done: {results[-1]}", file=sys.stderr)
+                        if args.device == "cuda":
+                            torch.cuda.empty_cache()
 
-    coop: Dict[tuple, float] = {(r.classes, r.precision): r.step_ms for r in results if r.method == "CoOp" and r.step_ms}
+    # Every ratio is to CoOp on the first architecture, same classes and precision.
+    coop: Dict[tuple, float] = {(r.classes, r.precision): r.step_ms for r in results
+                                if r.method == "CoOp" and r.step_ms and r.arch == args.arch[0]}
 
     def fmt(x: Optional[float], spec: str) -> str:
         return "-" if x is None else format(x, spec)
@@ -215,12 +255,12 @@ def main() -> None:
         base = coop.get((r.classes, r.precision))
         ratio = f"{r.step_ms / base:.2f}x" if r.step_ms and base else "-"
         steps_per_s = fmt(1000 / r.step_ms if r.step_ms else None, ".2f")
-        rows.append([r.method, r.classes, r.precision, fmt(r.step_ms, ".0f"), steps_per_s, ratio,
+        rows.append([r.arch, r.method, r.classes, r.precision, fmt(r.step_ms, ".0f"), steps_per_s, ratio,
                      fmt(r.text_ms, ".0f"), fmt(r.peak_gib, ".2f"), r.note])
     device = torch.cuda.get_device_name(0) if args.device == "cuda" else f"CPU, {torch.get_num_threads()} threads"
-    print(f"\n{args.arch} (random weights), {device}, batch {args.batch}, mean of {args.steps} steps "
-          f"after {args.warmup} warm-up")
-    print(tabulate(rows, headers=["method", "classes", "PREC", "step (ms)", "steps/s", "vs CoOp",
+    print(f"\n{', '.join(args.arch)} (random weights), {device}, batch {args.batch}, mean of {args.steps} steps "
+          f"after {args.warmup} warm-up; 'vs CoOp': CoOp on {args.arch[0]}")
+    print(tabulate(rows, headers=["arch", "method", "classes", "PREC", "step (ms)", "steps/s", "vs CoOp",
                                   "text fwd+bwd (ms)", "peak GPU mem (GiB)", "note"], tablefmt="github"))
     if args.json:
         Path(args.json).write_text(json.dumps([asdict(r) for r in results], indent=1))

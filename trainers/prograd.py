@@ -42,6 +42,7 @@ from .common.model import PromptCLIP
 from .common.prompt_learner import PromptLearner
 from .common.templates import CUSTOM_TEMPLATES, template_for
 from .common.text_encoder import TextEncoder, tokenize
+from .common.text_spec import text_spec
 from .common.trainer import LossOutput, PromptTrainer
 from .config import prompt_config_node, register_config
 
@@ -152,9 +153,10 @@ class ProGradPromptLearner(PromptLearner):
                 f"set TRAINER.PROGRAD.N_CTX to at least {n_words}"
             )
         with torch.no_grad():
-            embedding = clip_model.token_embedding(tokenize(ctx_init)).to(clip_model.dtype)
+            embedding = clip_model.token_embedding(tokenize(ctx_init, clip_model)).to(clip_model.dtype)
         vectors = torch.zeros(n_ctx, embedding.shape[-1], dtype=clip_model.dtype)
-        vectors[n_ctx - n_words:] = embedding[0, 1:1 + n_words]
+        first = text_spec(clip_model).n_prefix  # after CLIP's SOS
+        vectors[n_ctx - n_words:] = embedding[0, first:first + n_words]
         if n_cls is not None:
             vectors = vectors.unsqueeze(0).repeat(n_cls, 1, 1)
         return vectors, " ".join(["X"] * (n_ctx - n_words) + [ctx_init])

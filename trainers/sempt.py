@@ -217,7 +217,9 @@ class SemPT(GPATrainerMixin, PromptTrainer):
         text_encoder = TextEncoder(clip_model)
         desc_embeddings, description_prompts = None, None
         if node.DESC_ENCODER == "frozen":
-            cache = SentenceEmbeddingCache.for_backbone(cfg.MODEL.BACKBONE.NAME, self.precision.compute_dtype, node.DESC_CACHE_DIR)
+            cache = SentenceEmbeddingCache.for_backbone(
+                cfg.MODEL.BACKBONE.NAME, self.precision.compute_dtype, node.DESC_CACHE_DIR, clip_model
+            )
             text_encoder.to(self.device)
             with self.precision.autocast():
                 desc_embeddings = encode_descriptions(text_encoder, sentences, cache).to(clip_model.dtype)

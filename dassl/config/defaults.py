@@ -85,7 +85,9 @@ _C.MODEL = CN()
 _C.MODEL.INIT_WEIGHTS = ""
 _C.MODEL.BACKBONE = CN()
 _C.MODEL.BACKBONE.NAME = ""
-_C.MODEL.BACKBONE.PRETRAINED = True
+# open_clip backbones (NAME open_clip:...): a pretrained tag, a checkpoint file, hf-hub:org/repo or
+# "random"; unused for OpenAI CLIP names and checkpoint paths.
+_C.MODEL.BACKBONE.PRETRAINED = ""
 _C.MODEL.HEAD = CN()
 _C.MODEL.HEAD.NAME = ""
 _C.MODEL.HEAD.HIDDEN_LAYERS = ()

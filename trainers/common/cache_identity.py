@@ -34,14 +34,18 @@ def project_cache_dir() -> Path:
     return Path(os.environ.get(PROJECT_CACHE_ENV) or "~/.cache/sempt").expanduser()
 
 
-def backbone_key(backbone: str, checkpoint: Path, dtype: torch.dtype) -> str:
+def backbone_key(backbone: str, checkpoint: Path | str, dtype: torch.dtype) -> str:
     """Identity of the CLIP weights (at ``dtype``) whose outputs a cache holds.
 
     Named CLIP models are identified by the SHA-256 in their download URL; a
     checkpoint file by its resolved path, size and modification time (hashing a
-    335 MB file on every start would cost more than it saves).
+    335 MB file on every start would cost more than it saves); an open_clip model by
+    the identity string ``clip_loader.backbone_identity`` gives for it (model config,
+    weights, tokenizer).
     """
-    if backbone in clip.clip._MODELS:
+    if isinstance(checkpoint, str):
+        identity = checkpoint
+    elif backbone in clip.clip._MODELS:
         identity = clip.clip._MODELS[backbone].split("/")[-2]
     else:
         stat = checkpoint.stat()

@@ -15,6 +15,9 @@ Environment variables:
 * ``CLIP_CACHE_DIR``: where model files are looked up / downloaded
   (default ``~/.cache/clip``, the ``clip`` package's own default).
 * ``CLIP_OFFLINE=1``: never try to download; fail at once with instructions.
+
+``open_clip:<model | config.json>`` selects an open_clip model instead, with its weights in
+``MODEL.BACKBONE.PRETRAINED`` (``trainers/common/open_clip_backbone.py``).
 """
 from __future__ import annotations
 
@@ -24,7 +27,9 @@ from pathlib import Path
 from typing import Dict, Optional
 
 import torch
+from torch import nn
 
+from .open_clip_backbone import OpenCLIP, is_open_clip_name, load_open_clip
 from .openai_clip import clip
 
 CACHE_ENV = "CLIP_CACHE_DIR"
@@ -123,9 +128,24 @@ def load_clip(name_or_path: str, download: Optional[bool] = None) -> clip.model.
     return clip.model.build_model(dict(state))
 
 
-def load_clip_to_cpu(cfg) -> clip.model.CLIP:
-    """Upstream-compatible entry point: the CLIP named by ``cfg.MODEL.BACKBONE.NAME``, on the CPU."""
-    return load_clip(cfg.MODEL.BACKBONE.NAME)
+def load_clip_to_cpu(cfg) -> nn.Module:
+    """Upstream-compatible entry point: the CLIP named by ``cfg.MODEL.BACKBONE.NAME``, on the CPU
+    (an open_clip one, ``open_clip:...``, with the weights of ``MODEL.BACKBONE.PRETRAINED``)."""
+    name = cfg.MODEL.BACKBONE.NAME
+    if is_open_clip_name(name):
+        return load_open_clip(name, cfg.MODEL.BACKBONE.PRETRAINED)
+    return load_clip(name)
+
+
+def backbone_identity(name: str, clip_model: Optional[nn.Module] = None) -> Path | str:
+    """What identifies the weights of ``MODEL.BACKBONE.NAME`` for caches: the checkpoint file
+    of an OpenAI CLIP (nothing is downloaded), or the loaded open_clip model's
+    :attr:`~trainers.common.open_clip_backbone.OpenCLIP.identity` (config, weights, tokenizer)."""
+    if is_open_clip_name(name):
+        if not isinstance(clip_model, OpenCLIP):
+            raise ValueError(f"backbone_identity({name!r}) needs the loaded open_clip model")
+        return clip_model.identity
+    return resolve_clip_checkpoint(name, download=False)
 
 
 __all__ = [
@@ -136,4 +156,5 @@ __all__ = [
     "load_clip_state_dict",
     "load_clip",
     "load_clip_to_cpu",
+    "backbone_identity",
 ]

@@ -31,8 +31,38 @@ from torch.utils.checkpoint import checkpoint
 
 from dassl.data.batch import ImageBatch
 
-from .openai_clip import clip
 from .text_encoder import DeepPrompts, check_deep_prompts, insert_deep_prompt, prompt_length
+
+
+def timm_trunk(visual: nn.Module) -> Optional[nn.Module]:
+    """The timm ViT or EVA inside open_clip's ``TimmModel`` whose stages the encoder can split
+    (patch + position embedding, blocks, norm and head), else ``None``."""
+    trunk = getattr(visual, "trunk", None)
+    needed = ("patch_embed", "_pos_embed", "norm_pre", "blocks", "norm", "forward_head", "num_prefix_tokens")
+    if trunk is None or not all(hasattr(trunk, name) for name in needed) or not hasattr(visual, "head"):
+        return None
+    if getattr(trunk, "dynamic_img_size", False) or getattr(trunk, "rope_mixed", False):
+        return None  # position embeddings that depend on the input or the block: not split here
+    patch_drop = getattr(trunk, "patch_drop", None)  # a timm ViT's is a module, an EVA's may be None
+    if patch_drop is not None and not isinstance(patch_drop, nn.Identity):
+        return None
+    return trunk
+
+
+def rotary_embedding(trunk: nn.Module, n_tokens: int) -> Optional[torch.Tensor]:
+    """An EVA trunk's rotary embedding (``cat(sin, cos)`` per patch) for ``n_tokens`` tokens:
+    tokens past the patches (visual prompts) get the identity rotation (sin 0, cos 1), so
+    like CLIP's prompt tokens they carry no position."""
+    rope = getattr(trunk, "rope", None)
+    if rope is None:
+        return None
+    embedding = rope.get_embed() if hasattr(rope, "feat_shape") else rope.get_embed(shape=trunk.patch_embed.grid_size)
+    extra = n_tokens - trunk.num_prefix_tokens - embedding.shape[0]
+    if extra > 0:
+        half = embedding.shape[-1] // 2
+        identity = torch.cat([embedding.new_zeros(extra, half), embedding.new_ones(extra, half)], dim=-1)
+        embedding = torch.cat([embedding, identity], dim=0)
+    return embedding
 
 
 class ImageEncoder(nn.Module):
@@ -45,13 +75,22 @@ class ImageEncoder(nn.Module):
     def __init__(self, visual: nn.Module) -> None:
         super().__init__()
         self.visual = visual
-        self.is_vit = isinstance(visual, clip.model.VisionTransformer)
+        # OpenAI's VisionTransformer and open_clip's share these stages and names (open_clip's
+        # blocks are batch-first); a timm ViT or EVA inside open_clip's TimmModel has its own.
+        self.trunk = timm_trunk(visual)
+        self.is_clip_vit = all(hasattr(visual, name) for name in ("conv1", "class_embedding", "ln_pre", "transformer"))
+        self.is_vit = self.is_clip_vit or self.trunk is not None
+        self.batch_first = self.trunk is not None or (
+            self.is_clip_vit and bool(getattr(visual.transformer, "batch_first", False))
+        )
         self.checkpointing = False
         self.feature_server = None  # a dassl.features.ImageFeatureServer, set by the trainer
 
     @property
     def dtype(self) -> torch.dtype:
-        return self.visual.conv1.weight.dtype
+        if self.is_clip_vit:
+            return self.visual.conv1.weight.dtype
+        return next(p.dtype for p in self.visual.parameters() if p.is_floating_point())
 
     @property
     def output_dim(self) -> int:
@@ -61,23 +100,38 @@ class ImageEncoder(nn.Module):
     def width(self) -> int:
         """Token width of a ViT (the width visual prompts must have)."""
         self._require_vit("has no token width")
-        return self.visual.conv1.out_channels
+        return self.trunk.embed_dim if self.trunk is not None else self.visual.conv1.out_channels
 
     @property
     def n_blocks(self) -> int:
         self._require_vit("has no transformer blocks")
-        return len(self.visual.transformer.resblocks)
+        return len(self.blocks)
+
+    @property
+    def blocks(self) -> nn.ModuleList:
+        return self.trunk.blocks if self.trunk is not None else self.visual.transformer.resblocks
+
+    @property
+    def n_image_tokens(self) -> int:
+        """Tokens of an embedded image before any prompt (class/register tokens and patches)."""
+        if self.trunk is not None:
+            return self.trunk.num_prefix_tokens + self.trunk.patch_embed.num_patches
+        return self.visual.positional_embedding.shape[0]
 
     def _require_vit(self, what: str) -> None:
         if not self.is_vit:
             raise TypeError(
-                f"The image encoder is a {type(self.visual).__name__} (a ResNet CLIP), which {what}: "
-                "visual prompts need a ViT backbone (MODEL.BACKBONE.NAME ViT-B/16, ViT-B/32, ...)"
+                f"The image encoder is a {type(self.visual).__name__} (not a ViT with CLIP's stages: a ResNet, "
+                f"or a timm tower of open_clip), which {what}: visual prompts need a ViT backbone "
+                "(MODEL.BACKBONE.NAME ViT-B/16, ViT-B/32, open_clip:ViT-B-16, ...)"
             )
 
     def embed(self, image: torch.Tensor) -> torch.Tensor:
         """Patch tokens with the class token first and positional embeddings added, ``(N, 1+P, width)``."""
         self._require_vit("cannot embed images as tokens")
+        if self.trunk is not None:
+            x = self.trunk._pos_embed(self.trunk.patch_embed(image.to(self.dtype)))
+            return x[0] if isinstance(x, tuple) else x  # EVA returns its rotary embedding too (see encode_tokens)
         v = self.visual
         x = v.conv1(image.to(self.dtype))
         x = x.reshape(x.shape[0], x.shape[1], -1).permute(0, 2, 1)
@@ -87,21 +141,37 @@ class ImageEncoder(nn.Module):
 
     def encode_tokens(self, x: torch.Tensor, deep_prompts: Optional[DeepPrompts] = None) -> torch.Tensor:
         """``ln_pre`` and the transformer blocks over tokens ``(N, L, width)``."""
-        v = self.visual
-        check_deep_prompts(deep_prompts, len(v.transformer.resblocks), "image")
-        x = v.ln_pre(x).permute(1, 0, 2)  # NLD -> LND
-        for i, block in enumerate(v.transformer.resblocks):
+        check_deep_prompts(deep_prompts, self.n_blocks, "image")
+        block_kwargs = {}
+        if self.trunk is not None:
+            x = self.trunk.norm_pre(x)
+            rope = rotary_embedding(self.trunk, x.shape[1])
+            if rope is not None:
+                block_kwargs["rope"] = rope
+        else:
+            x = self.visual.ln_pre(x)
+        if not self.batch_first:
+            x = x.permute(1, 0, 2)  # NLD -> LND, the layout of OpenAI CLIP's blocks
+        for i, block in enumerate(self.blocks):
             prompt = deep_prompts[i] if deep_prompts is not None and i < len(deep_prompts) else None
             if prompt is not None:
-                x = insert_deep_prompt(x, prompt, start=-prompt_length(prompt))
+                start = -prompt_length(prompt)
+                if self.batch_first:
+                    x = insert_deep_prompt(x.transpose(0, 1), prompt, start=start).transpose(0, 1)
+                else:
+                    x = insert_deep_prompt(x, prompt, start=start)
             if self.checkpointing and torch.is_grad_enabled():
-                x = checkpoint(block, x, use_reentrant=False)
+                x = checkpoint(block, x, use_reentrant=False, **block_kwargs)
             else:
-                x = block(x)
-        return x.permute(1, 0, 2)
+                x = block(x, **block_kwargs)
+        return x if self.batch_first else x.permute(1, 0, 2)
 
     def pool(self, x: torch.Tensor) -> torch.Tensor:
-        """``ln_post`` of the class token, projected: ``(N, dim)``."""
+        """``ln_post`` of the class token, projected: ``(N, dim)``. A timm tower pools its own way
+        (class token, average or attention pooling) over the image tokens, prompts left out."""
+        if self.trunk is not None:
+            x = self.trunk.forward_head(self.trunk.norm(x[:, :self.n_image_tokens]))
+            return self.visual.head(x)
         v = self.visual
         x = v.ln_post(x[:, 0, :])
         return x @ v.proj if v.proj is not None else x

@@ -22,6 +22,8 @@ from typing import ContextManager, Optional
 import torch
 from torch import nn
 
+from .openai_clip import clip
+
 PRECISIONS = ("fp16", "fp32", "amp", "bf16")
 
 
@@ -69,6 +71,9 @@ class Precision:
         """
         if self.weight_dtype is torch.float32:
             clip_model.float()
+        elif self.weight_dtype is torch.float16 and clip_model.dtype is not torch.float16:
+            # An open_clip model is built in float32: give it build_model's fp16 layout.
+            clip.model.convert_weights(clip_model)
         return clip_model
 
     def describe(self) -> str:

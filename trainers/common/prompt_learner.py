@@ -27,17 +27,15 @@ from typing import ClassVar, List, Optional, Sequence, Tuple
 import torch
 from torch import nn
 
-from .openai_clip import clip
-
-from .text_encoder import DeepPrompts, tokenize
+from .text_encoder import DeepPrompts
+from .text_spec import CLIP_TEXT, text_spec
 
 CLASS_TOKEN_POSITIONS = ("end", "middle", "front")
-_tokenizer = clip.simple_tokenizer.SimpleTokenizer()
 
 
 def bpe_length(text: str) -> int:
-    """Number of BPE tokens of ``text`` (without SOT/EOT)."""
-    return len(_tokenizer.encode(text))
+    """Number of CLIP BPE tokens of ``text`` (without SOT/EOT)."""
+    return CLIP_TEXT.count_tokens(text)
 
 
 def init_context(
@@ -59,12 +57,13 @@ def init_context(
     """
     dtype = clip_model.dtype
     ctx_dim = clip_model.ln_final.weight.shape[0]
+    spec = text_spec(clip_model)
     ctx_init = ctx_init.replace("_", " ").strip()
-    if ctx_init and not (keep_n_ctx and n_ctx > bpe_length(ctx_init)):
-        n_tokens = n_ctx if keep_n_ctx else bpe_length(ctx_init)
+    if ctx_init and not (keep_n_ctx and n_ctx > spec.count_tokens(ctx_init)):
+        n_tokens = n_ctx if keep_n_ctx else spec.count_tokens(ctx_init)
         with torch.no_grad():
-            embedding = clip_model.token_embedding(tokenize(ctx_init)).to(dtype)
-        vectors = embedding[0, 1:1 + n_tokens].clone()
+            embedding = clip_model.token_embedding(spec.tokenize(ctx_init)).to(dtype)
+        vectors = embedding[0, spec.n_prefix:spec.n_prefix + n_tokens].clone()
         if n_cls is not None:
             vectors = vectors.unsqueeze(0).repeat(n_cls, 1, 1)
         return vectors, ctx_init
@@ -105,6 +104,7 @@ class PromptLearner(nn.Module):
             raise ValueError("PromptLearner needs at least one class name")
         self.n_cls = len(classnames)
         self.csc = bool(csc)
+        self.text_spec = spec = text_spec(clip_model)
         self.class_token_position = class_token_position
 
         ctx, prompt_prefix = self.initial_context(clip_model, n_ctx, ctx_init, self.n_cls if csc else None, keep_n_ctx)
@@ -116,7 +116,7 @@ class PromptLearner(nn.Module):
             print(f"Number of context words (tokens): {self.n_ctx}")
         self.ctx = nn.Parameter(ctx)
         if class_token_position != "end" and (
-            type(self).prompt_text is not PromptLearner.prompt_text or bpe_length(prompt_prefix) != self.n_ctx
+            type(self).prompt_text is not PromptLearner.prompt_text or spec.count_tokens(prompt_prefix) != self.n_ctx
         ):
             raise ValueError(
                 f"CLASS_TOKEN_POSITION={class_token_position!r} moves the class name inside the context, "
@@ -125,17 +125,18 @@ class PromptLearner(nn.Module):
             )
 
         self.classnames: List[str] = [name.replace("_", " ") for name in classnames]
-        self.name_lens = [bpe_length(name) for name in self.classnames]
+        self.name_lens = [spec.count_tokens(name) for name in self.classnames]
         prompts = [self.prompt_text(name) for name in self.classnames]
-        tokenized = tokenize(prompts)
-        length = int(tokenized.argmax(dim=-1).max()) + 1
+        tokenized = spec.tokenize(prompts)
+        length = int(spec.run_lengths(tokenized).max())
         tokenized = tokenized[:, :length]
         with torch.no_grad():
             embedding = clip_model.token_embedding(tokenized).to(clip_model.dtype)
         # Plain CPU attribute as upstream: only read to locate the EOT (no device sync).
         self.tokenized_prompts = tokenized
-        self.register_buffer("token_prefix", embedding[:, :1].clone(), persistent=False)
-        self.register_buffer("token_suffix", embedding[:, 1 + self.n_ctx:].clone(), persistent=False)
+        prefix = spec.n_prefix  # CLIP's SOS; none for a tokenizer without a start token
+        self.register_buffer("token_prefix", embedding[:, :prefix].clone(), persistent=False)
+        self.register_buffer("token_suffix", embedding[:, prefix + self.n_ctx:].clone(), persistent=False)
         index = self._position_index(length)
         self.register_buffer("position_index", index, persistent=False)
 
@@ -149,7 +150,8 @@ class PromptLearner(nn.Module):
         return init_context(clip_model, n_ctx, ctx_init, n_cls, keep_n_ctx)
 
     def prompt_text(self, classname: str) -> str:
-        """The sentence tokenized for ``classname``; its tokens ``1 .. n_ctx`` are replaced by the context."""
+        """The sentence tokenized for ``classname``; its first ``n_ctx`` tokens after the prefix
+        (CLIP's SOS) are replaced by the context."""
         return f"{self.prompt_prefix} {classname}."
 
     # -- seams for prompts beyond the text input (see text_encoder.DeepPrompt) -------
@@ -169,12 +171,12 @@ class PromptLearner(nn.Module):
         """Per class, where each position of the ``end`` layout moves to (None for ``end``)."""
         if self.class_token_position == "end":
             return None
-        m = self.n_ctx
+        m, p = self.n_ctx, self.text_spec.n_prefix
         rows = []
         for name_len in self.name_lens:
-            sot, ctx = [0], list(range(1, m + 1))
-            name = list(range(m + 1, m + 1 + name_len))
-            rest = list(range(m + 1 + name_len, length))
+            sot, ctx = list(range(p)), list(range(p, p + m))
+            name = list(range(p + m, p + m + name_len))
+            rest = list(range(p + m + name_len, length))
             if self.class_token_position == "front":
                 rows.append(sot + name + ctx + rest)
             else:  # middle: the class name between the two halves of the context

@@ -4,12 +4,14 @@ CLIP pads every sequence to 77 tokens and reads the feature at the EOT token.
 The causal attention mask means position ``i`` only ever sees positions ``<= i``,
 so the feature at the EOT is exactly the same if the transformer runs over the
 first ``max(EOT) + 1`` positions only. Typical prompts end before position 20,
-which cuts the text-side cost by about 4x (attention by more).
+which cuts the text-side cost by about 4x (attention by more). A tower without a
+causal mask, or pooled at its last position (SigLIP), runs its full length: what
+is exact is decided by the model's ``TextSpec`` (``text_spec.py``).
 
 Deep prompts (MaPLe, IVLP, PromptSRC, TCP) enter through ``deep_prompts``: one entry
 per transformer block, replacing the prompt positions of that block's input. Prompt
-positions come right after SOS, so they are always before the EOT and the truncation
-stays exact.
+positions come right after the tokenizer's prefix (CLIP's SOS), so they are always
+before the EOT and the truncation stays exact.
 """
 from __future__ import annotations
 
@@ -20,7 +22,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from .openai_clip import clip
+from .open_clip_backbone import project_text, projected_width
+from .text_spec import TextSpec, text_spec
 
 # Sequences per text-encoder call when encoding hand-crafted text: bounds the
 # activation memory (about chunk * length * width floats per layer).
@@ -98,12 +101,22 @@ class TextEncoder(nn.Module):
         self.ln_final = clip_model.ln_final
         self.text_projection = clip_model.text_projection
         self.token_embedding = clip_model.token_embedding
-        # The same additive causal mask CLIP builds; sliced to the run length.
-        self.register_buffer("causal_mask", clip_model.build_attention_mask(), persistent=False)
+        # open_clip's blocks are batch-first (trainers/common/open_clip_backbone.py), OpenAI's are not.
+        self.batch_first = bool(getattr(clip_model, "batch_first", False))
+        # Tokenizer, prefix, pooling and causality of this model's text side.
+        self.spec: TextSpec = text_spec(clip_model)
+        # The same additive causal mask CLIP builds (None for a non-causal tower); sliced to the run length.
+        mask = clip_model.build_attention_mask() if self.spec.causal else None
+        self.register_buffer("causal_mask", mask, persistent=False)
 
     @property
     def dtype(self) -> torch.dtype:
-        return self.text_projection.dtype
+        projection = self.text_projection
+        return projection.weight.dtype if isinstance(projection, nn.Linear) else projection.dtype
+
+    @property
+    def output_dim(self) -> int:
+        return projected_width(self.text_projection, self.width)
 
     @property
     def width(self) -> int:
@@ -116,30 +129,40 @@ class TextEncoder(nn.Module):
     def forward(
         self, prompts: torch.Tensor, tokenized: torch.Tensor, deep_prompts: Optional[DeepPrompts] = None
     ) -> torch.Tensor:
-        eot = tokenized.argmax(dim=-1)
-        length = int(eot.max()) + 1
+        pooled = self.spec.pooled_positions(tokenized)
+        length = int(self.spec.run_lengths(tokenized).max())
         if prompts.shape[1] < length:
             raise ValueError(
-                f"prompts hold {prompts.shape[1]} positions but the EOT token sits at {length - 1}"
+                f"prompts hold {prompts.shape[1]} positions but the text tower must run {length} "
+                f"(pooled position: {int(pooled.max())})"
             )
         check_deep_prompts(deep_prompts, self.n_blocks, "text")
         dtype = self.dtype
+        start = self.spec.n_prefix  # deep prompts replace the positions right after the prefix
         x = prompts[:, :length].to(dtype) + self.positional_embedding[:length].to(dtype)
-        x = x.permute(1, 0, 2)  # NLD -> LND, the layout of CLIP's blocks
-        mask = self.causal_mask[:length, :length].to(device=x.device, dtype=x.dtype)
-        for i, block in enumerate(self.transformer.resblocks):
-            if deep_prompts is not None and i < len(deep_prompts):
-                x = insert_deep_prompt(x, deep_prompts[i], start=1)
-            # The body of clip.model.ResidualAttentionBlock.forward, with the mask
-            # of this length instead of the block's fixed 77 x 77 one.
-            h = block.ln_1(x)
-            x = x + block.attn(h, h, h, need_weights=False, attn_mask=mask)[0]
-            x = x + block.mlp(block.ln_2(x))
-        x = x.permute(1, 0, 2)
-        # ln_final is per position: normalise the EOT rows only.
+        mask = None
+        if self.causal_mask is not None:
+            mask = self.causal_mask[:length, :length].to(device=x.device, dtype=x.dtype)
+        if self.batch_first:
+            for i, block in enumerate(self.transformer.resblocks):
+                if deep_prompts is not None and i < len(deep_prompts):
+                    x = insert_deep_prompt(x.transpose(0, 1), deep_prompts[i], start=start).transpose(0, 1)
+                x = block(x, attn_mask=mask)
+        else:
+            x = x.permute(1, 0, 2)  # NLD -> LND, the layout of CLIP's blocks
+            for i, block in enumerate(self.transformer.resblocks):
+                if deep_prompts is not None and i < len(deep_prompts):
+                    x = insert_deep_prompt(x, deep_prompts[i], start=start)
+                # The body of clip.model.ResidualAttentionBlock.forward, with the mask
+                # of this length instead of the block's fixed 77 x 77 one.
+                h = block.ln_1(x)
+                x = x + block.attn(h, h, h, need_weights=False, attn_mask=mask)[0]
+                x = x + block.mlp(block.ln_2(x))
+            x = x.permute(1, 0, 2)
+        # ln_final is per position: normalise the pooled rows only.
         rows = torch.arange(x.shape[0], device=x.device)
-        x = self.ln_final(x[rows, eot.to(x.device)]).to(dtype)
-        return x @ self.text_projection
+        x = self.ln_final(x[rows, pooled.to(x.device)]).to(dtype)
+        return project_text(x, self.text_projection)
 
     def encode_prompts(
         self,
@@ -187,8 +210,8 @@ class TextEncoder(nn.Module):
             return run()
 
         if chunk_size == n:
-            return encode_chunk(None, int(tokenized.argmax(dim=-1).max()) + 1)
-        return encode_length_sorted(tokenized, chunk_size, encode_chunk)
+            return encode_chunk(None, int(self.spec.run_lengths(tokenized).max()))
+        return encode_length_sorted(tokenized, chunk_size, encode_chunk, self.spec.run_lengths(tokenized))
 
     def encode_tokens(self, tokenized: torch.Tensor, chunk_size: int = DEFAULT_CHUNK_SIZE) -> torch.Tensor:
         """Features of tokenized text (``clip.tokenize`` output), in chunks of ``chunk_size`` sequences.
@@ -201,44 +224,51 @@ class TextEncoder(nn.Module):
         device = self.token_embedding.weight.device
         tokenized = tokenized.to(device)
         if tokenized.shape[0] == 0:
-            return torch.empty(0, self.text_projection.shape[1], device=device, dtype=self.dtype)
+            return torch.empty(0, self.output_dim, device=device, dtype=self.dtype)
 
         def encode(idx: torch.Tensor, length: int) -> torch.Tensor:
             tokens = tokenized[idx, :length]
             return self(self.token_embedding(tokens), tokens)
 
-        return encode_length_sorted(tokenized, chunk_size, encode)
+        return encode_length_sorted(tokenized, chunk_size, encode, self.spec.run_lengths(tokenized))
+
+    def tokenize(self, texts: Sequence[str]) -> torch.Tensor:
+        """``texts`` tokenized by this model's tokenizer."""
+        return self.spec.tokenize(texts)
 
     def encode_text(self, texts: Sequence[str], chunk_size: int = DEFAULT_CHUNK_SIZE) -> torch.Tensor:
-        """Features of raw sentences (tokenized with ``clip.tokenize``)."""
-        return self.encode_tokens(tokenize(texts), chunk_size=chunk_size)
+        """Features of raw sentences (tokenized by the model's tokenizer)."""
+        return self.encode_tokens(self.tokenize(texts), chunk_size=chunk_size)
+
+
+def text_feature_width(clip_model: nn.Module) -> int:
+    """Width of a model's text features (its projection's output)."""
+    return projected_width(clip_model.text_projection, clip_model.ln_final.weight.shape[0])
 
 
 def encode_length_sorted(
-    tokenized: torch.Tensor, chunk_size: int, encode_chunk: Callable[[torch.Tensor, int], torch.Tensor]
+    tokenized: torch.Tensor,
+    chunk_size: int,
+    encode_chunk: Callable[[torch.Tensor, int], torch.Tensor],
+    lengths: Optional[torch.Tensor] = None,
 ) -> torch.Tensor:
     """Run ``encode_chunk(rows, length)`` over chunks of ``chunk_size`` sequences sorted by
-    EOT position, each cut to its own longest sequence; results come back in input order."""
-    eot = tokenized.argmax(dim=-1)
-    order = torch.argsort(eot)
+    the length each must run (``lengths``; default: up to CLIP's EOT, the largest id), each
+    chunk cut to its own longest sequence; results come back in input order."""
+    ends = tokenized.argmax(dim=-1) if lengths is None else lengths - 1
+    order = torch.argsort(ends)
     chunks = []
     for start in range(0, tokenized.shape[0], chunk_size):
         rows = order[start:start + chunk_size]
-        chunks.append(encode_chunk(rows, int(eot[rows].max()) + 1))
+        chunks.append(encode_chunk(rows, int(ends[rows].max()) + 1))
     features = torch.cat(chunks)
     return features[torch.argsort(order).to(features.device)]
 
 
-def tokenize(texts: Sequence[str]) -> torch.Tensor:
-    """``clip.tokenize`` with an error that names the offending sentence and the limit."""
-    texts = [texts] if isinstance(texts, str) else list(texts)
-    try:
-        return clip.tokenize(texts)
-    except RuntimeError as err:
-        raise ValueError(
-            f"{err}. CLIP reads at most 77 tokens (75 without SOT/EOT); shorten the text "
-            "(or the prompt context N_CTX / CTX_INIT)."
-        ) from err
+def tokenize(texts: Sequence[str], clip_model: Optional[nn.Module] = None) -> torch.Tensor:
+    """``texts`` tokenized by ``clip_model``'s tokenizer (CLIP's BPE by default), with an error
+    that names the offending sentence and the limit."""
+    return text_spec(clip_model).tokenize(texts)
 
 
 @torch.no_grad()
@@ -282,5 +312,6 @@ __all__ = [
     "encode_length_sorted",
     "insert_deep_prompt",
     "prompt_length",
+    "text_feature_width",
     "tokenize",
 ]

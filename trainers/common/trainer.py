@@ -51,7 +51,7 @@ from dassl.utils import load_pretrained_weights
 
 from ..config import resolve_config_aliases
 from .cache_identity import backbone_key
-from .clip_loader import load_clip_to_cpu, resolve_clip_checkpoint
+from .clip_loader import backbone_identity, load_clip_to_cpu
 from .feature_cache import attach_feature_server
 from .model import Images, PromptCLIP
 from .precision import PRECISIONS, Precision, resolve_precision
@@ -154,7 +154,7 @@ class PromptTrainer(TrainerX):
 
         print(f"Loading CLIP (backbone: {cfg.MODEL.BACKBONE.NAME})")
         clip_model = self.precision.apply(load_clip_to_cpu(cfg))
-        resolution = clip_model.visual.input_resolution
+        resolution = getattr(clip_model, "input_resolution", None) or clip_model.visual.input_resolution
         if tuple(cfg.INPUT.SIZE) != (resolution, resolution):
             raise ValueError(
                 f"INPUT.SIZE={tuple(cfg.INPUT.SIZE)} but {cfg.MODEL.BACKBONE.NAME} takes "
@@ -201,7 +201,8 @@ class PromptTrainer(TrainerX):
         self._eval_text_features: Optional[torch.Tensor] = None
 
         backbone = backbone_key(
-            cfg.MODEL.BACKBONE.NAME, resolve_clip_checkpoint(cfg.MODEL.BACKBONE.NAME, download=False), clip_model.dtype
+            cfg.MODEL.BACKBONE.NAME, backbone_identity(cfg.MODEL.BACKBONE.NAME, clip_model),
+            clip_model.dtype,
         )
         self.feature_server: Optional[ImageFeatureServer]
         self.feature_server, self._no_feature_server_reason = attach_feature_server(

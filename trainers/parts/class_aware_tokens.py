@@ -13,7 +13,7 @@ from torch import nn
 from ..common.openai_clip import clip
 from ..common.prompt_learner import PromptLearner
 from ..common.templates import CUSTOM_TEMPLATES_KG
-from ..common.text_encoder import BlendedPrompt, DeepPrompts
+from ..common.text_encoder import BlendedPrompt, DeepPrompts, text_feature_width
 
 
 # The prompt after its context (upstream CUSTOM_TEMPLATES of trainers/tcp.py without their
@@ -75,7 +75,7 @@ class TCPPromptLearner(PromptLearner):
             )
         self.insert_layer = insert_layer
         self.fusion_weight = float(fusion_weight)
-        dim = clip_model.text_projection.shape[1]  # the zero-shot features' width
+        dim = text_feature_width(clip_model)  # the zero-shot features' width
         width = self.ctx.shape[-1]
         self.meta_net = nn.Sequential(OrderedDict([
             ("linear1", nn.Linear(dim, dim // 4)),

@@ -12,15 +12,16 @@ import hashlib
 import os
 import tempfile
 from pathlib import Path
-from typing import Dict, List, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from ..common.cache_identity import PROJECT_CACHE_ENV as CACHE_ENV
 from ..common.cache_identity import backbone_key, project_cache_dir
-from ..common.clip_loader import resolve_clip_checkpoint
-from ..common.text_encoder import TextEncoder, tokenize
+from ..common.clip_loader import backbone_identity
+from ..common.text_encoder import TextEncoder
 
 
 def default_cache_dir() -> Path:
@@ -46,10 +47,13 @@ class SentenceEmbeddingCache:
                 print(f"Ignoring unreadable description cache {self.path} ({err})")
 
     @classmethod
-    def for_backbone(cls, backbone: str, dtype: torch.dtype, directory: str | Path = "") -> "SentenceEmbeddingCache":
+    def for_backbone(
+        cls, backbone: str, dtype: torch.dtype, directory: str | Path = "", clip_model: Optional[nn.Module] = None
+    ) -> "SentenceEmbeddingCache":
         """The cache of the text encoder of ``MODEL.BACKBONE.NAME`` ``backbone`` run at ``dtype``,
-        in ``directory`` (empty: :func:`default_cache_dir`)."""
-        key = backbone_key(backbone, resolve_clip_checkpoint(backbone, download=False), dtype)
+        in ``directory`` (empty: :func:`default_cache_dir`); ``clip_model``, the loaded model,
+        identifies an open_clip backbone."""
+        key = backbone_key(backbone, backbone_identity(backbone, clip_model), dtype)
         return cls(Path(directory) if directory else default_cache_dir(), key)
 
     def lookup(self, texts: Sequence[str]) -> Tuple[List[int], List[str]]:
@@ -126,7 +130,7 @@ def encode_descriptions(
     the cache is saved.
     """
     texts, groups = flatten_descriptions(sentences)
-    tokenize(texts)  # fail early, naming the sentence, if one does not fit 77 tokens
+    text_encoder.tokenize(texts)  # fail early, naming the sentence, if one does not fit the context
     if cache is None:
         features = text_encoder.encode_text(texts).float().cpu()
     else:

@@ -137,7 +137,8 @@ class DescriptionClassifier(PromptTrainer):
     def build_custom_model(self, cfg, classnames: Sequence[str], clip_model: nn.Module) -> nn.Module:
         sentences = self.class_sentences(cfg, classnames)
         cache = SentenceEmbeddingCache.for_backbone(
-            cfg.MODEL.BACKBONE.NAME, self.precision.compute_dtype, self.method_cfg.DESC_CACHE_DIR
+            cfg.MODEL.BACKBONE.NAME, self.precision.compute_dtype, self.method_cfg.DESC_CACHE_DIR,
+            clip_model=clip_model,
         )
         text_encoder = TextEncoder(clip_model).to(self.device)
         with self.precision.autocast():
