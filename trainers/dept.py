@@ -35,6 +35,7 @@ from dassl.metrics import compute_accuracy
 
 from .common.model import PromptCLIP
 from .common.prompt_learner import PromptLearner
+from .common.text_encoder import text_feature_width
 from .common.trainer import LossOutput, PromptTrainer
 from .config import prompt_config_node, register_config
 
@@ -107,7 +108,7 @@ class DePT(PromptTrainer):
         self.weight = float(self.method_cfg.HEAD_WEIGHT)
         #: The classes the head was trained on (set by before_train or from the checkpoint).
         self.head_classnames: List[str] = []
-        head = ChannelWiseHead(clip_model.text_projection.shape[1], len(classnames), clip_model.dtype)
+        head = ChannelWiseHead(text_feature_width(clip_model), len(classnames), clip_model.dtype)
         return DePTCLIP(clip_model, self.build_prompt_learner(classnames, clip_model), head)
 
     def trainable_modules(self) -> Dict[str, nn.Module]:
