@@ -35,6 +35,11 @@ setup(
         # python -m tools.benchmark: SLURM job arrays, and the report's figures.
         "submitit>=1.4",
         "matplotlib>=3.5",
+        # MODEL.BACKBONE.NAME open_clip:<model> (trainers/common/open_clip_backbone.py): open_clip's
+        # factory and tokenizers (timm comes with it for EVA02 and SigLIP's vision towers), and
+        # HuggingFace's tokenizers, which SigLIP and SigLIP 2 use.
+        "open_clip_torch>=3.0",
+        "transformers",
     ],
     extras_require={"test": ["pytest"]},
 )

@@ -72,10 +72,11 @@ def families(converted, tmp_path_factory):
         "openai-architecture": (f"open_clip:{config}", str(weights)),
         "last-token": (f"open_clip:{write_config(folder, 'tiny-last-token')}", "random"),
         "eva-timm": (f"open_clip:{write_config(folder, 'tiny-eva')}", "random"),
+        "hf-tokenizer": (f"open_clip:{write_config(folder, 'tiny-hf-text')}", "random"),
     }
 
 
-FAMILIES = ["openai-architecture", "last-token", "eva-timm"]
+FAMILIES = ["openai-architecture", "last-token", "eva-timm", "hf-tokenizer"]
 
 
 @pytest.mark.parametrize("family", FAMILIES)
@@ -110,6 +111,21 @@ def test_the_text_side_is_read_from_the_model(families):
     assert spec.tokenize(["a zorbel"]).shape == (1, 64)
     spec = load_open_clip(*families["eva-timm"]).text_spec
     assert (spec.context_length, spec.pooling, spec.causal, spec.truncatable, spec.n_prefix) == (77, "argmax", True, True, 1)
+    spec = load_open_clip(*families["hf-tokenizer"]).text_spec  # no start token: context right at position 0
+    assert (spec.n_prefix, spec.max_tokens, spec.count_tokens("A photo of a zorbel.")) == (0, 63, 5)
+    with pytest.raises(ValueError, match=r"has 70 tokens; open_clip:tiny-hf-text's text tower reads at most 63"):
+        spec.tokenize(["zorbel " * 70])
+
+
+def test_a_context_longer_than_its_placeholder_text_is_refused(families):
+    class ShortText(PromptLearner):  # an init whose text has fewer tokens than vectors
+        def initial_context(self, clip_model, n_ctx, ctx_init, n_cls, keep_n_ctx):
+            vectors, _ = super().initial_context(clip_model, n_ctx, ctx_init, n_cls, keep_n_ctx)
+            return vectors, "photo"
+
+    model = load_open_clip(*families["hf-tokenizer"])
+    with pytest.raises(ValueError, match="is 1 tokens in open_clip:tiny-hf-text's tokenizer, fewer than the 4 context"):
+        ShortText(["zorbel"], model, n_ctx=4)
 
 
 def test_weights_must_be_named(converted):
@@ -188,8 +204,12 @@ def test_every_method_is_the_same_through_both_loaders(method, converted, synthe
         assert re.search(r"[1-9]\d* misses", lines[-1]), lines[-1]
 
 
-@pytest.mark.parametrize("family", ["last-token", "eva-timm"])
-@pytest.mark.parametrize("method", METHODS, ids=lambda m: m.trainer)
+FEW_METHODS = [m for m in METHODS if m.trainer in ("CoOp", "MaPLe", "SemPT")]
+FAMILY_RUNS = ([(m, f) for f in ("last-token", "eva-timm") for m in METHODS]
+               + [(m, "hf-tokenizer") for m in FEW_METHODS])
+
+
+@pytest.mark.parametrize("method,family", FAMILY_RUNS, ids=lambda v: getattr(v, "trainer", v))
 def test_every_method_trains_on_every_family(method, family, families, synthetic_data_root, tmp_path, monkeypatch):
     monkeypatch.setattr(train, "collect_env_info", lambda: "(not collected in this test)")
     name, pretrained = families[family]

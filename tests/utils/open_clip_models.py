@@ -3,7 +3,10 @@
 * ``tiny-last-token``: SigLIP-shaped text tower (``custom_text``, no causal mask, the last
   position pooled, projection bias, logit bias, 64 positions) on an open_clip ViT;
 * ``tiny-eva``: EVA02-shaped, open_clip's causal text tower and a timm EVA vision tower
-  (rotary position embeddings), registered with timm as ``eva02_test_tiny``.
+  (rotary position embeddings), registered with timm as ``eva02_test_tiny``;
+* ``tiny-hf-text``: SigLIP 2-shaped, with a HuggingFace tokenizer of its own (no start
+  token, an end token, ``canonicalize`` cleaning), written to a local folder by
+  :func:`write_hf_tokenizer`: open_clip's ``HFTokenizer`` loads it as it loads SigLIP's.
 
 Sizes fit the synthetic world's configs: 3 text blocks, 4 image blocks, width 64. (A
 config's name must not contain "siglip": open_clip then picks SigLIP's HuggingFace
@@ -32,7 +35,39 @@ CONFIGS: Dict[str, dict] = {
                        "timm_pool": "token", "timm_proj": "linear"},
         "text_cfg": TEXT,
     },
+    "tiny-hf-text": {
+        "embed_dim": 64,
+        "init_logit_bias": -10,
+        "custom_text": True,
+        "vision_cfg": {"image_size": 64, "layers": 4, "width": 64, "patch_size": 8},
+        "text_cfg": dict(TEXT, context_length=64, no_causal_mask=True, proj_bias=True, pool_type="last",
+                         tokenizer_kwargs={"clean": "canonicalize"}),  # hf_tokenizer_name: write_config
+    },
 }
+
+
+#: The tiny HuggingFace tokenizer's words (anything else is its unknown token, one per word).
+HF_WORDS = ("a photo of an the x zorbel quintal flower dog cat small red round thing with stripes "
+            "type texture shape colour pattern").split()
+
+
+def write_hf_tokenizer(folder: Path) -> Path:
+    """A word-level HuggingFace tokenizer in ``folder``: lower-cased words, ``</s>`` appended,
+    ``<pad>`` padding, no start token (as SigLIP's)."""
+    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors
+    from transformers import PreTrainedTokenizerFast
+
+    vocab = {"<pad>": 0, "</s>": 1, "<unk>": 2}
+    for word in HF_WORDS:
+        vocab.setdefault("\u2581" + word, len(vocab))
+    tokenizer = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
+    tokenizer.normalizer = normalizers.Lowercase()
+    tokenizer.pre_tokenizer = pre_tokenizers.Metaspace()
+    tokenizer.post_processor = processors.TemplateProcessing(single="$A </s>", special_tokens=[("</s>", 1)])
+    fast = PreTrainedTokenizerFast(tokenizer_object=tokenizer, eos_token="</s>", pad_token="<pad>", unk_token="<unk>")
+    folder = Path(folder)
+    fast.save_pretrained(str(folder))
+    return folder
 
 
 def register_tiny_eva() -> None:
@@ -52,8 +87,14 @@ def register_tiny_eva() -> None:
 
 
 def write_config(folder: Path, name: str) -> Path:
-    """Write the model config ``name`` as ``folder/<name>.json`` (timm's tiny EVA registered)."""
+    """Write the model config ``name`` as ``folder/<name>.json`` (timm's tiny EVA registered,
+    the tiny HuggingFace tokenizer written beside it)."""
     register_tiny_eva()
+    config = json.loads(json.dumps(CONFIGS[name]))
+    if name == "tiny-hf-text":
+        tokenizer = write_hf_tokenizer(Path(folder) / "hf_tokenizer")
+        config["text_cfg"]["hf_tokenizer_name"] = str(tokenizer)
+        config["text_cfg"]["vocab_size"] = 3 + len(set(HF_WORDS))
     path = Path(folder) / f"{name}.json"
-    path.write_text(json.dumps(CONFIGS[name], indent=2) + "\n", encoding="utf-8")
+    path.write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
     return path

@@ -183,8 +183,11 @@ class OpenCLIP(nn.Module):
             )
         if hasattr(tokenizer, "encode"):  # open_clip's BPE (SimpleTokenizer): cleans as it encodes
             count = lambda text: len(tokenizer.encode(text))  # noqa: E731
+            n_special = 2  # its start and end tokens
         else:  # a HuggingFace tokenizer behind open_clip's HFTokenizer
-            count = lambda text: len(tokenizer.tokenizer.encode(tokenizer.clean_fn(text), add_special_tokens=False))  # noqa: E731
+            hf = tokenizer.tokenizer
+            count = lambda text: len(hf.encode(tokenizer.clean_fn(text), add_special_tokens=False))  # noqa: E731
+            n_special = len(hf.encode("a")) - len(hf.encode("a", add_special_tokens=False))
         probe = tokenizer(["a", "b"])
         # A start token is the same whatever the text (CLIP's SOT); a first word is not.
         n_prefix = 1 if probe[0, 0] == probe[1, 0] else 0
@@ -197,6 +200,7 @@ class OpenCLIP(nn.Module):
             causal=self.attn_mask is not None,
             eos_id=eos_id,
             name=f"open_clip:{self.model_name}",
+            max_tokens=self.context_length - n_special,
         )
 
     # -- what the CLIP pieces read ----------------------------------------------------
@@ -231,6 +235,14 @@ class OpenCLIP(nn.Module):
         if height != width:
             raise NotImplementedError(f"open_clip:{self.model_name}: non-square input {height}x{width}")
         return int(height)
+
+    @property
+    def pixel_normalization(self) -> Optional[tuple]:
+        """``(mean, std)`` the model was trained with (open_clip's preprocess config), if known."""
+        preprocess = getattr(self.visual, "preprocess_cfg", None) or {}
+        if "mean" not in preprocess or "std" not in preprocess:
+            return None
+        return tuple(float(v) for v in preprocess["mean"]), tuple(float(v) for v in preprocess["std"])
 
     def encode_image(self, image: torch.Tensor) -> torch.Tensor:
         return self.open_clip_encode_image(image.to(self.dtype))

@@ -115,6 +115,12 @@ class PromptLearner(nn.Module):
             print(f'Initial context: "{prompt_prefix}" ({kind})')
             print(f"Number of context words (tokens): {self.n_ctx}")
         self.ctx = nn.Parameter(ctx)
+        if spec.count_tokens(prompt_prefix) < self.n_ctx:
+            raise ValueError(
+                f'the context text "{prompt_prefix}" is {spec.count_tokens(prompt_prefix)} tokens in '
+                f"{spec.name}'s tokenizer, fewer than the {self.n_ctx} context vectors that replace it; "
+                "set CTX_INIT to words of at least N_CTX tokens"
+            )
         if class_token_position != "end" and (
             type(self).prompt_text is not PromptLearner.prompt_text or spec.count_tokens(prompt_prefix) != self.n_ctx
         ):

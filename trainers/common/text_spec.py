@@ -31,6 +31,9 @@ class TextSpec:
     causal: bool
     eos_id: Optional[int] = None  # the token pooled by "eos"
     name: str = "CLIP"
+    #: Tokens a text may have besides the special ones; ``None``: the tokenizer itself refuses
+    #: longer texts (CLIP's). open_clip's tokenizers cut them silently, so they are checked here.
+    max_tokens: Optional[int] = None
 
     @property
     def truncatable(self) -> bool:
@@ -40,6 +43,14 @@ class TextSpec:
 
     def tokenize(self, texts: Sequence[str] | str) -> torch.Tensor:
         texts = [texts] if isinstance(texts, str) else list(texts)
+        if self.max_tokens is not None:
+            for text in texts:
+                if self.count_tokens(text) > self.max_tokens:
+                    raise ValueError(
+                        f"{text!r} has {self.count_tokens(text)} tokens; {self.name}'s text tower reads at most "
+                        f"{self.max_tokens} besides its special tokens. Shorten the text (or the prompt "
+                        "context N_CTX / CTX_INIT)."
+                    )
         try:
             return self.tokenizer(texts)
         except RuntimeError as err:

@@ -160,6 +160,10 @@ class PromptTrainer(TrainerX):
                 f"INPUT.SIZE={tuple(cfg.INPUT.SIZE)} but {cfg.MODEL.BACKBONE.NAME} takes "
                 f"{resolution}x{resolution} images; set INPUT.SIZE ({resolution}, {resolution})"
             )
+        expected = getattr(clip_model, "pixel_normalization", None)
+        if expected is not None and (tuple(cfg.INPUT.PIXEL_MEAN), tuple(cfg.INPUT.PIXEL_STD)) != expected:
+            print(f"Warning: INPUT.PIXEL_MEAN/STD = {tuple(cfg.INPUT.PIXEL_MEAN)} / {tuple(cfg.INPUT.PIXEL_STD)}, "
+                  f"but {cfg.MODEL.BACKBONE.NAME} was trained with {expected[0]} / {expected[1]}")
 
         print(f"Building {type(self).__name__} on CLIP")
         self.model = self.build_custom_model(cfg, classnames, clip_model)
