@@ -98,9 +98,13 @@ def backbone_options(arch: str, work: Path) -> tuple:
     import open_clip
 
     name = arch[len(OPEN_CLIP):]
-    config = json.loads(json.dumps(open_clip.get_model_config(name)))
-    if config is None:
-        raise SystemExit(f"--arch {arch}: open_clip has no model config {name!r}")
+    if name.endswith(".json"):
+        config, name = json.loads(Path(name).read_text()), Path(name).stem
+    else:
+        config = open_clip.get_model_config(name)
+        if config is None:
+            raise SystemExit(f"--arch {arch}: open_clip has no model config {name!r}")
+        config = json.loads(json.dumps(config))
     text = config.get("text_cfg", {})
     if text.pop("hf_tokenizer_name", None):  # timed with CLIP's BPE: no download
         text.pop("tokenizer_kwargs", None)
