@@ -171,8 +171,12 @@ def test_an_identified_batch_is_served_by_its_keys_and_misuse_is_refused(encoder
         server.end_pass(GROUP)  # writes the shard
         unread = ImageBatch(None, keys(3), GROUP)
         assert torch.equal(encoder(unread), first)  # from the table, no pixels needed
+        with pytest.raises(RuntimeError, match="visual prompts, but the model declares image_features_are_fixed True"):
+            encoder(unread, prompts=torch.zeros(1, encoder.width))  # a served tower takes no prompts
+        encoder.feature_server = None
         with pytest.raises(RuntimeError, match="not read.*FEATURE_CACHE.ENABLED False"):
             encoder(unread, prompts=torch.zeros(1, encoder.width))  # prompts need the pixels
+        encoder.feature_server = server
         with pytest.raises(RuntimeError, match="2 features of a prepared pass are missing"):
             encoder(ImageBatch(None, keys(3, 2), GROUP))  # items 3 and 4 were never computed
         fresh = server_for(encoder, chunk=4, store=FeatureStore(tmp_path))
