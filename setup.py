@@ -39,7 +39,11 @@ setup(
         # factory and tokenizers (timm comes with it for EVA02 and SigLIP's vision towers), and
         # HuggingFace's tokenizers, which SigLIP and SigLIP 2 use.
         "open_clip_torch>=3.0",
+        "timm",
         "transformers",
+        "tokenizers",
+        # Read offline (HF_HUB_OFFLINE) without network time-outs: open_clip_backbone sets its flag.
+        "huggingface_hub",
     ],
     extras_require={"test": ["pytest"]},
 )
