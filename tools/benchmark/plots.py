@@ -184,10 +184,6 @@ def label_points(ax, points: Dict[str, Tuple[float, float]], colors: Dict[str, s
 
 
 # ---------------------------------------------------------------- base vs novel
-def _hm(a: float, b: float) -> float:
-    return 2 * a * b / (a + b) if a + b else 0.0
-
-
 def _iso_hm_curves(ax, lo: float, hi: float) -> None:
     """Dotted curves of equal HM across the axes, each named at its right end."""
     step = 5 if hi - lo <= 40 else 10

@@ -363,7 +363,7 @@ def render_latex(tables: Sequence[Table]) -> str:
     """Booktabs tables, one ``table`` environment each."""
     parts = []
     for table in tables:
-        align = "l" * sum(1 for h in table.headers if h in ("Dataset", "Method")) or "l"
+        align = "l" * sum(1 for h in table.headers if h in ("Dataset", "Method", "Protocol")) or "l"
         align += "r" * (len(table.headers) - len(align))
         lines = [r"\begin{table}[t]", r"\centering", r"\small", f"\\caption{{{latex_escape(table.title)}}}",
                  f"\\begin{{tabular}}{{{align}}}", r"\toprule",
