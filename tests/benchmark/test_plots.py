@@ -124,7 +124,8 @@ def test_hm_dots_follow_the_table_order_with_each_seed():
     assert measured(ax) == sorted(order)
     ys = {line.get_label(): line.get_ydata()[0] for line in ax.get_lines() if not line.get_label().startswith("_")}
     assert [m for m, _ in sorted(ys.items(), key=lambda kv: kv[1])] == order  # row i holds the table's i-th method
-    seeds = {line.get_label(): list(line.get_xdata()) for line in ax.get_lines() if line.get_label().startswith("_seeds")}
+    seeds = {line.get_label(): list(line.get_xdata()) for line in ax.get_lines()
+             if line.get_label().startswith("_seeds")}
     assert seeds["_seeds:SemPT"] == [72.0, 74.0]
     assert ax.get_ylim()[0] > ax.get_ylim()[1]  # the first method on top
     assert "LinearProbe" in fig.texts[0].get_text()
@@ -155,7 +156,8 @@ def test_one_distinct_style_per_method_in_every_figure(tree, tmp_path):
 
     # Drawn: the same method has the same colour and marker in the scatter, the dots and the curves.
     points = with_novel()
-    figures = [base_novel_figure(points, "x"), hm_dot_figure({m: {"x": (70.0, [])} for m in points}, list(points), ["x"]),
+    figures = [base_novel_figure(points, "x"),
+               hm_dot_figure({m: {"x": (70.0, [])} for m in points}, list(points), ["x"]),
                fewshot_figure({m: {"x": {1: 50.0, 2: 60.0}} for m in points}, ["x"]),
                cost_figure({m: (TRAINING_SECONDS[m] + 1, 70.0) for m in points}, "acc", "t")]
     for fig in figures:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import textwrap
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, Iterable, List, Optional, Sequence, Tuple
@@ -125,7 +126,7 @@ def _styles(labels: Iterable[str], styles: Optional[Dict[str, Style]]) -> Dict[s
     return {**styles, **method_styles(missing)} if missing else styles
 
 
-def _marker_size(style: Style, base: float = 4.5) -> float:
+def _marker_size(style: Style, base: float = 5.0) -> float:
     return base * 1.5 if style.marker == "*" else base  # a star looks smaller than a disc of the same size
 
 
@@ -136,51 +137,79 @@ def _overlap(a, b) -> float:
     return width * height if width > 0 and height > 0 else 0.0
 
 
-_OFFSETS = [(5, 3, "left", "bottom"), (5, -3, "left", "top"), (-5, 3, "right", "bottom"), (-5, -3, "right", "top"),
-            (0, 6, "center", "bottom"), (0, -6, "center", "top"), (9, 0, "left", "center"), (-9, 0, "right", "center"),
-            (10, 10, "left", "bottom"), (-10, -10, "right", "top"), (10, -10, "left", "top"), (-10, 10, "right", "bottom"),
-            (0, 14, "center", "bottom"), (0, -14, "center", "top"), (18, 0, "left", "center"), (-18, 0, "right", "center"),
-            (16, 16, "left", "bottom"), (-16, -16, "right", "top"), (16, -16, "left", "top"), (-16, 16, "right", "bottom")]
+def _around(near: float, far: float) -> List[Tuple[float, float, str, str]]:
+    """Label offsets (points) around a marker with their text alignment, nearest first."""
+    return [(near, near * 0.6, "left", "bottom"), (near, -near * 0.6, "left", "top"),
+            (-near, near * 0.6, "right", "bottom"), (-near, -near * 0.6, "right", "top"),
+            (0, near * 1.2, "center", "bottom"), (0, -near * 1.2, "center", "top"),
+            (far, 0, "left", "center"), (-far, 0, "right", "center")]
+
+
+# Near places first; the far ones (joined to the point by a line) when the near ones are taken.
+_OFFSETS = _around(5, 9) + [(10, 10, "left", "bottom"), (-10, -10, "right", "top"), (10, -10, "left", "top"),
+                            (-10, 10, "right", "bottom")] + _around(12, 18) + _around(20, 28)
+
+
+def _annotate(ax, name: str, xy: Tuple[float, float], offset: Tuple[float, float, str, str], color: str):
+    dx, dy, ha, va = offset
+    far = abs(dx) + abs(dy) > 12  # joined to its point by a thin line
+    arrow = dict(arrowstyle="-", color=color, linewidth=0.4, shrinkA=1, shrinkB=3) if far else None
+    return ax.annotate(name, xy, xytext=(dx, dy), textcoords="offset points", ha=ha, va=va, color=color,
+                       fontsize=MIN_FONT_PT, arrowprops=arrow), far
 
 
 def label_points(ax, points: Dict[str, Tuple[float, float]], colors: Dict[str, str],
                  avoid: Sequence[Tuple[float, float]] = ()) -> None:
-    """Write each point's name beside it, where it overlaps no other name, point or text
-    already in the axes (greedy)."""
+    """Write each point's name beside it, where it hides no point or text already in the axes
+    and touches no other name, as far as the places around the points allow.
+
+    Each name has a few candidate places (``_OFFSETS``); a place costs its overlap with the
+    points and texts (most), with the other names, and outside the axes, plus a little when it
+    is far from its point. Every name starts at its cheapest place alone, then each in turn
+    moves to its cheapest place given the others, until none moves.
+    """
     fig = ax.figure
+    fig.canvas.draw()  # the final layout (an equal aspect moves the axes only when drawn)
     renderer = fig.canvas.get_renderer()
     to_display = ax.transData.transform
     marks = [matplotlib.transforms.Bbox.from_bounds(*(to_display(xy) - 4), 8, 8)
              for xy in list(points.values()) + list(avoid)]
     marks += [text.get_window_extent(renderer) for text in ax.texts]
     frame = ax.get_window_extent(renderer)
-    placed: List = []
-    # Crowded points first: they have the fewest free places.
-    def crowding(name):
-        x, y = to_display(points[name])
-        return -sum(1 for other in points.values() if np.hypot(*(to_display(other) - (x, y))) < 30)
-    for name in sorted(points, key=crowding):
-        best, best_cost = None, math.inf
-        for dx, dy, ha, va in _OFFSETS:
-            far = abs(dx) + abs(dy) > 12  # joined to its point by a thin line
-            text = ax.annotate(name, points[name], xytext=(dx, dy), textcoords="offset points", ha=ha, va=va,
-                               color=colors[name], fontsize=MIN_FONT_PT,
-                               arrowprops=dict(arrowstyle="-", color=colors[name], linewidth=0.4, shrinkA=1,
-                                               shrinkB=3) if far else None)
-            box = text.get_window_extent(renderer)
-            # Overlaps cost most; a far place costs a little, so near free places win.
-            cost = sum(_overlap(box, other) for other in placed + marks) + (1.0 if far else 0.0)
+    candidates: Dict[str, List[Tuple[object, float]]] = {}  # name -> [(box, cost alone)]
+    for name, xy in points.items():
+        candidates[name] = []
+        for offset in _OFFSETS:
+            text, far = _annotate(ax, name, xy, offset, colors[name])
+            box = text.get_window_extent(renderer).padded(2)  # names never touch
+            text.remove()
             outside = box.width * box.height - _overlap(box, frame)
-            cost += 4 * outside
-            if cost < best_cost:
-                if best is not None:
-                    best.remove()
-                best, best_cost = text, cost
-            else:
-                text.remove()
-            if cost == 0:
-                break
-        placed.append(best.get_window_extent(renderer))
+            alone = 10 * sum(_overlap(box, m) for m in marks) + 4 * outside + (1.0 if far else 0.0)
+            candidates[name].append((box, alone))
+
+    def cost(name: str, index: int, chosen: Dict[str, int]) -> float:
+        box, alone = candidates[name][index]
+        return alone + sum(_overlap(box, candidates[other][i][0]) for other, i in chosen.items() if other != name)
+
+    chosen = {name: min(range(len(_OFFSETS)), key=lambda i: candidates[name][i][1]) for name in points}
+    for _ in range(10):
+        moved = False
+        for name in points:
+            best = min(range(len(_OFFSETS)), key=lambda i: cost(name, i, chosen))
+            if cost(name, best, chosen) < cost(name, chosen[name], chosen) - 1e-9:
+                chosen[name], moved = best, True
+        if not moved:
+            break
+    for name, index in chosen.items():
+        _annotate(ax, name, points[name], _OFFSETS[index], colors[name])
+
+
+def add_note(fig: Figure, text: str) -> None:
+    """A grey note under the axes, wrapped to the figure's width, with room made for it."""
+    width_in, height_in = fig.get_size_inches()
+    lines = textwrap.wrap(text, width=int(width_in * 16))  # about 16 characters per inch at 7 pt
+    fig.subplots_adjust(bottom=fig.subplotpars.bottom + (0.04 + 0.12 * len(lines)) / height_in)
+    fig.text(0.01, 0.01, "\n".join(lines), fontsize=MIN_FONT_PT, ha="left", va="bottom", color="0.3")
 
 
 # ---------------------------------------------------------------- base vs novel
@@ -225,16 +254,15 @@ def base_novel_figure(points: BaseNovelPoints, title: str, published: Optional[B
                         markeredgecolor=style.color, markeredgewidth=0.9, markersize=_marker_size(style),
                         label=PUBLISHED_PREFIX + method)
             ax.plot([base], [novel], linestyle="none", marker=style.marker, color=style.color,
-                    markersize=_marker_size(style), label=method, zorder=3)
+                    markersize=_marker_size(style), markeredgecolor="white", markeredgewidth=0.4,
+                    label=method, zorder=3)
         ax.set_xlabel("Base accuracy (%)")
         ax.set_ylabel("Novel accuracy (%)")
         ax.set_title(title + (" (hollow: published)" if published else ""))
         ax.grid(True, linestyle=":", linewidth=0.4, color="0.85")
         fig.tight_layout()
         if left_out:
-            fig.subplots_adjust(bottom=fig.subplotpars.bottom + 0.05)
-            fig.text(0.01, 0.01, f"Not shown (no novel accuracy): {', '.join(left_out)}", fontsize=MIN_FONT_PT,
-                     ha="left", va="bottom", color="0.3")
+            add_note(fig, f"Not shown (no novel accuracy): {', '.join(left_out)}")
         label_points(ax, points, {m: styles[m].color for m in points}, avoid=list(published.values()))
     return fig
 
@@ -269,7 +297,8 @@ def hm_dot_figure(dots: HMDots, order: Sequence[str], panels: Sequence[str], lef
                     ax.plot(seeds, [y] * len(seeds), linestyle="none", marker="|", color=style.color,
                             markersize=4, alpha=0.8, label=SEED_PREFIX + method)
                 ax.plot([hm], [y], linestyle="none", marker=style.marker, color=style.color,
-                        markersize=_marker_size(style), label=method, zorder=3)
+                        markersize=_marker_size(style), markeredgecolor="white", markeredgewidth=0.4,
+                        label=method, zorder=3)
             ax.set_title(panel)
             ax.set_yticks(range(len(methods)))
             ax.set_yticklabels(methods)
@@ -283,8 +312,8 @@ def hm_dot_figure(dots: HMDots, order: Sequence[str], panels: Sequence[str], lef
         note = "marker: HM of the mean Base and Novel; ticks: each seed"
         if left_out:
             note += f"; not shown (no novel accuracy): {', '.join(left_out)}"
-        fig.tight_layout(rect=(0, 0.2 / height, 1, 1))
-        fig.text(0.01, 0.01, note, fontsize=MIN_FONT_PT, ha="left", va="bottom", color="0.3")
+        fig.tight_layout()
+        add_note(fig, note)
     return fig
 
 
@@ -362,7 +391,8 @@ def cost_figure(points: Dict[str, Tuple[float, float]], ylabel: str, title: str,
         for method, (seconds, accuracy) in points.items():
             style = styles[method]
             ax.plot([seconds], [accuracy], linestyle="none", marker=style.marker, color=style.color,
-                    markersize=_marker_size(style), label=method, zorder=3)
+                    markersize=_marker_size(style), markeredgecolor="white", markeredgewidth=0.4,
+                    label=method, zorder=3)
         positive = [s for s, _ in points.values() if s > 0]
         if positive and max(positive) / min(positive) > 20:
             if len(positive) < len(points):  # a method that trains nothing sits at 0
@@ -376,9 +406,7 @@ def cost_figure(points: Dict[str, Tuple[float, float]], ylabel: str, title: str,
         ax.grid(True, linestyle=":", linewidth=0.4, color="0.8")
         fig.tight_layout()
         if left_out:
-            fig.subplots_adjust(bottom=fig.subplotpars.bottom + 0.06)
-            fig.text(0.01, 0.01, f"Not shown (no cost.json or no accuracy): {', '.join(left_out)}",
-                     fontsize=MIN_FONT_PT, ha="left", va="bottom", color="0.3")
+            add_note(fig, f"Not shown (no cost.json or no accuracy): {', '.join(left_out)}")
         label_points(ax, points, {m: styles[m].color for m in points})
     return fig
 
