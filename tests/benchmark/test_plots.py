@@ -8,6 +8,7 @@ import xml.etree.ElementTree as ElementTree
 import matplotlib.image
 import matplotlib.text
 import pytest
+from matplotlib.transforms import Bbox
 
 from tools.benchmark.plots import (COLUMN_WIDTH, MIN_FONT_PT, PUBLISHED_PREFIX, STYLE_TABLE, Style, base_novel_figure,
                                    cost_figure, fewshot_figure, hm_dot_figure, method_styles)
@@ -113,6 +114,29 @@ def test_base_novel_scatter_draws_and_labels_each_method_once():
     lo, hi = ax.get_xlim()
     assert lo > 50  # the axis shows the range of the numbers, not 0..100
     readable(fig)
+
+
+def hidden_points(fig, points):
+    """(name, point) pairs where a drawn name covers a point's marker (leader lines aside)."""
+    ax = fig.axes[0]
+    fig.canvas.draw()  # annotations take their places when drawn
+    renderer = fig.canvas.get_renderer()
+    found = []
+    for text in ax.texts:
+        if text.get_text().startswith("HM "):
+            continue
+        box = matplotlib.text.Text.get_window_extent(text, renderer)
+        found += [(text.get_text(), m) for m, xy in points.items()
+                  if box.overlaps(Bbox.from_bounds(*(ax.transData.transform(xy) - 3), 6, 6))]
+    return found
+
+
+def test_names_hide_no_point_of_a_tight_cluster():
+    # Beside each point at one fixed offset, five of these names would cover a neighbour.
+    cluster = {"CoOp": (80.0, 80.0), "CoCoOp": (81.2, 80.4), "KgCoOp": (78.8, 79.6), "TCP": (80.3, 81.0),
+               "MaPLe": (79.7, 79.0), "SemPT": (90.0, 88.0), "ZeroshotCLIP": (65.0, 70.0)}
+    assert hidden_points(base_novel_figure(cluster, "cluster"), cluster) == []
+    assert hidden_points(cost_figure(cluster, "accuracy", "cluster"), cluster) == []
 
 
 def test_hm_dots_follow_the_table_order_with_each_seed():

@@ -150,12 +150,12 @@ _OFFSETS = _around(5, 9) + [(10, 10, "left", "bottom"), (-10, -10, "right", "top
                             (-10, 10, "right", "bottom")] + _around(12, 18) + _around(20, 28)
 
 
-def _annotate(ax, name: str, xy: Tuple[float, float], offset: Tuple[float, float, str, str], color: str):
+def _annotate(ax, name: str, xy: Tuple[float, float], offset: Tuple[float, float, str, str], color: str) -> None:
     dx, dy, ha, va = offset
     far = abs(dx) + abs(dy) > 12  # joined to its point by a thin line
     arrow = dict(arrowstyle="-", color=color, linewidth=0.4, shrinkA=1, shrinkB=3) if far else None
-    return ax.annotate(name, xy, xytext=(dx, dy), textcoords="offset points", ha=ha, va=va, color=color,
-                       fontsize=MIN_FONT_PT, arrowprops=arrow), far
+    ax.annotate(name, xy, xytext=(dx, dy), textcoords="offset points", ha=ha, va=va, color=color,
+                fontsize=MIN_FONT_PT, arrowprops=arrow)
 
 
 def label_points(ax, points: Dict[str, Tuple[float, float]], colors: Dict[str, str],
@@ -176,14 +176,21 @@ def label_points(ax, points: Dict[str, Tuple[float, float]], colors: Dict[str, s
              for xy in list(points.values()) + list(avoid)]
     marks += [text.get_window_extent(renderer) for text in ax.texts]
     frame = ax.get_window_extent(renderer)
+    pixels_per_point = fig.dpi / 72.0
     candidates: Dict[str, List[Tuple[object, float]]] = {}  # name -> [(box, cost alone)]
     for name, xy in points.items():
+        probe = ax.text(0, 0, name, fontsize=MIN_FONT_PT)
+        size = probe.get_window_extent(renderer)
+        probe.remove()
+        x, y = to_display(xy)
         candidates[name] = []
-        for offset in _OFFSETS:
-            text, far = _annotate(ax, name, xy, offset, colors[name])
-            box = text.get_window_extent(renderer).padded(2)  # names never touch
-            text.remove()
+        for dx, dy, ha, va in _OFFSETS:
+            # The box the annotation will have: its anchor at the offset, aligned as ha/va say.
+            left = x + dx * pixels_per_point - {"left": 0.0, "center": 0.5, "right": 1.0}[ha] * size.width
+            bottom = y + dy * pixels_per_point - {"bottom": 0.0, "center": 0.5, "top": 1.0}[va] * size.height
+            box = matplotlib.transforms.Bbox.from_bounds(left, bottom, size.width, size.height).padded(2)
             outside = box.width * box.height - _overlap(box, frame)
+            far = abs(dx) + abs(dy) > 12
             alone = 10 * sum(_overlap(box, m) for m in marks) + 4 * outside + (1.0 if far else 0.0)
             candidates[name].append((box, alone))
 
