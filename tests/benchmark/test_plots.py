@@ -168,7 +168,7 @@ def test_fewshot_curves_show_published_points_hollow():
     readable(fig)
 
 
-def test_one_distinct_style_per_method_in_every_figure(tree, tmp_path):
+def test_one_distinct_style_per_method_in_every_figure():
     labels = list(STYLE_TABLE) + ["MyMethod", "Another", "CoOp (other_cfg, 16 shots)"]
     styles = method_styles(labels)
     assert len(set(styles.values())) == len(labels)  # no two methods look alike

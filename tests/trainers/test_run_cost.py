@@ -5,6 +5,7 @@ import json
 import re
 
 import pytest
+import torch
 
 import train
 
@@ -31,8 +32,11 @@ def test_cost_records_the_feature_cache_counts_of_cold_and_warm_runs(synthetic_d
         log = run(coop, synthetic_data_root, tmp_path / name, cache)
         record = json.loads((tmp_path / name / "cost.json").read_text())
         assert record["feature_cache"] == counts_in(cache_line(log)), name
-        assert record["precision"] == "fp32" and record["precision_requested"] in ("fp16", "fp32", "amp", "bf16")
-        assert record["trainer"] == "CoOp" and record["dataset"] == "Synthetic" and record["device"]["type"] == "cpu"
+        device = "cuda" if torch.cuda.is_available() else "cpu"  # the trainers' choice (USE_CUDA True)
+        assert record["precision_requested"] in ("fp16", "fp32", "amp", "bf16")
+        assert record["precision"] == ("fp32" if device == "cpu" else record["precision_requested"])
+        assert record["trainer"] == "CoOp" and record["dataset"] == "Synthetic" and record["device"]["type"] == device
+        assert (record["cuda"]["max_memory_allocated_mb"] is None) == (device == "cpu")
         assert record["phases"]["training"]["images"] > 0 and record["phases"]["evaluation"]["images"] == 40
     assert record["feature_cache"]["training"]["misses"] == 0 and record["feature_cache"]["evaluation"]["misses"] == 0
 
