@@ -16,12 +16,14 @@ from __future__ import annotations
 import argparse
 import os.path as osp
 import sys
+import time
 from typing import Optional, Sequence
 
 import torch
 
 from dassl.config import get_cfg_default
 from dassl.engine import build_trainer
+from dassl.engine.cost import write_run_cost
 from dassl.run_lock import RUN_LOCKED_EXIT_CODE, RunLock, RunLockedError
 from dassl.utils import collect_env_info, set_random_seed, setup_logger
 
@@ -169,6 +171,7 @@ def main(args: argparse.Namespace) -> None:
 
 def run_locked(args: argparse.Namespace, cfg) -> None:
     """The run itself, while this process holds the output directory's lock."""
+    setup_started = time.perf_counter()
     done = finished_run(cfg.OUTPUT_DIR, args.eval_only, tests=not cfg.TEST.NO_TEST)
     if done:
         raise SystemExit(
@@ -192,10 +195,12 @@ def run_locked(args: argparse.Namespace, cfg) -> None:
         trainer = build_trainer(cfg)
         if args.eval_only:
             trainer.load_model(args.model_dir, epoch=args.load_epoch)
+        trainer.cost.add_seconds("setup", time.perf_counter() - setup_started)
+        if args.eval_only:
             trainer.test()
-            return
-        if not args.no_train:
+        elif not args.no_train:
             trainer.train()
+        write_run_cost(trainer, cfg.OUTPUT_DIR)
     except BaseException as exc:
         if logger is not None:
             logger.log_exception(exc)

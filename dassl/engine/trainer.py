@@ -58,6 +58,8 @@ from dassl.utils import (
 )
 from dassl.utils.torchtools import POINTER_FILE
 
+from .cost import RunCost, batch_size, measured
+
 __all__ = ["TrainerBase", "SimpleTrainer", "TrainerX"]
 
 # Keys of a saved checkpoint that belong to the engine; anything else is an "extra".
@@ -128,6 +130,8 @@ class TrainerBase:
         #: Set to a ``torch.amp.GradScaler`` to train with a scaled loss (fp16 autocast).
         self.scaler: Optional[torch.amp.GradScaler] = None
         self._lr_stepped_epoch: Optional[int] = None
+        #: Wall time and images per phase of this run (``dassl.engine.cost``; ``train.py`` writes cost.json).
+        self.cost = RunCost()
 
     # ------------------------------------------------------------------ registry
     def register_model(self, name: str = "model", model: Optional[nn.Module] = None, optim=None, sched=None) -> None:
@@ -380,6 +384,7 @@ class TrainerBase:
             self._writer.add_scalar(tag, scalar_value, global_step)
 
     # --------------------------------------------------------------- lifecycle
+    @measured("training")
     def train(self, start_epoch: int, max_epoch: int) -> None:
         self.start_epoch = start_epoch
         self.max_epoch = max_epoch
@@ -580,6 +585,7 @@ class SimpleTrainer(TrainerBase):
         self._drop_epoch_checkpoint(self.epoch - 1)
 
     @torch.no_grad()
+    @measured("evaluation")
     def test(self, split: Optional[str] = None) -> float:
         """Evaluate on ``split`` (default ``TEST.SPLIT``); return the first metric (accuracy)."""
         self.set_model_mode("eval")
@@ -596,6 +602,7 @@ class SimpleTrainer(TrainerBase):
         try:
             for batch in tqdm(self.loader_pass(data_loader)):
                 output, label = self.evaluate_batch(batch)
+                self.cost.count_images("evaluation", len(label))
                 self.evaluator.process(output, label)
         finally:
             self.after_test()
@@ -638,6 +645,7 @@ class TrainerX(SimpleTrainer):
         end = time.time()
         for self.batch_idx, batch in enumerate(self.loader_pass(self.train_loader_x)):
             data_time.update(time.time() - end)
+            self.cost.count_images("training", batch_size(batch))
             loss_summary = self.forward_backward(batch)
             batch_time.update(time.time() - end)
             losses.update(loss_summary)

@@ -79,6 +79,10 @@ def test_two_slots_give_the_scripts_numbers_and_each_skips_the_others_runs(tmp_p
     base = [line for line in report.stdout.splitlines() if line.startswith(prefix)]
     expected = sum(ours[f"base2new/train_base/synthetic/shots_4/SemPT/synthetic_maple/seed{s}"] for s in (1, 2)) / 2
     assert len(base) == 1 and float(base[0].split(",")[6]) == pytest.approx(expected, abs=1e-4)
+    # Every run wrote its cost.json, which the cost rows average (2 trainings + 2 evaluations).
+    cost = [line.split(",") for line in report.stdout.splitlines()
+            if line.startswith("base2new,SemPT,synthetic_maple,4,runs,training_seconds,")]
+    assert len(cost) == 1 and float(cost[0][6]) > 0 and cost[0][8] == "4"
 
 
 def _wait_for(predicate, timeout: float, what: str) -> None:

@@ -122,7 +122,7 @@ def test_fewshot_table_and_plots(tree, tmp_path):
     assert float(find(rows, method="ZeroshotCLIP", dataset="caltech101", shots="2")["mean"]) == pytest.approx(75.0)
     # base2new results exist too, so both figures are drawn, each as PNG and SVG.
     build_report(str(tree), fmt="md", plots_dir=str(plots))
-    for stem in ("fewshot_curves", "base2new_hm"):
+    for stem in ("fewshot_curves", "base2new_hm_dots", "base2new_scatter_average"):
         assert (plots / f"{stem}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         assert "<svg" in (plots / f"{stem}.svg").read_text()
 

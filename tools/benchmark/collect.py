@@ -7,18 +7,22 @@
   ``evaluation/<TRAINER>/<CFG>_<K>shots[_from_<SOURCE>]/<DATASET>/seed<S>``;
 - few-shot: ``fewshot/<DATASET>/shots_<K>/<TRAINER>/<CFG>[<TAG>]/seed<S>``.
 
+What each run cost is its ``cost.json`` (``dassl.engine.cost``), read by ``collect_costs``;
+folders written before it existed (or by upstream code) have none.
+
 A run counts once its ``log.txt`` holds the metric after its end signal (the end of
 training, or the result block of an evaluation-only run), as in ``parse_test_res.py``.
 """
 from __future__ import annotations
 
 import glob
+import json
 import os
 import os.path as osp
 import re
 from collections import defaultdict
-from dataclasses import dataclass
-from typing import Dict, List, Optional, Tuple
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
 
@@ -62,6 +66,9 @@ def dataset_order(name: str) -> Tuple[int, str]:
 class Base2NovelCell:
     base: Optional[Stat]
     novel: Optional[Stat]
+    # Per seed folder (``seed1``...): the values the Stats summarise (the figures' seed spread).
+    base_seeds: SeedValues = field(default_factory=dict)
+    novel_seeds: SeedValues = field(default_factory=dict)
 
     @property
     def hm(self) -> Optional[float]:
@@ -76,7 +83,8 @@ def collect_base2new(output: str, keyword: str = "accuracy") -> Dict[MethodKey, 
         return found
     for (trainer, cfg, shots), datasets in ptr.collect_base2new(root, keyword).items():
         key = MethodKey(trainer, cfg, shots.replace("shots_", ""))
-        found[key] = {ds: Base2NovelCell(Stat.of(list(v["base"].values())), Stat.of(list(v["new"].values())))
+        found[key] = {ds: Base2NovelCell(Stat.of(list(v["base"].values())), Stat.of(list(v["new"].values())),
+                                         dict(v["base"]), dict(v["new"]))
                       for ds, v in datasets.items()}
     return found
 
@@ -145,3 +153,74 @@ def collect_fewshot(output: str, keyword: str = "accuracy") -> Dict[MethodKey, D
 
 def mean_of(values: List[float]) -> float:
     return float(np.mean(values))
+
+
+# ------------------------------------------------------------------------- cost
+COST_FILE = "cost.json"  # dassl.engine.cost.COST_FILE (not imported: the report needs no torch)
+CostRecord = Dict[str, Any]  # one run's cost.json
+
+
+@dataclass
+class MethodCosts:
+    """The cost.json of a method's runs in one protocol: its trainings and its evaluation-only runs."""
+
+    training: List[CostRecord] = field(default_factory=list)
+    evaluation: List[CostRecord] = field(default_factory=list)
+
+
+def read_cost(folder: str) -> Optional[CostRecord]:
+    """``<folder>/cost.json``, or None when the run wrote none (older or upstream folders)."""
+    path = osp.join(folder, COST_FILE)
+    if not osp.isfile(path):
+        return None
+    try:
+        with open(path) as f:
+            record = json.load(f)
+    except (OSError, ValueError) as err:
+        raise ValueError(f"{path}: unreadable cost record ({err}); delete it (the run's results stay valid) "
+                         "or run the run again") from None
+    if not isinstance(record, dict) or not isinstance(record.get("phases"), dict):
+        raise ValueError(f"{path}: not a cost record (no 'phases'); delete it or run the run again")
+    return record
+
+
+def collect_costs(output: str) -> Dict[str, Dict[MethodKey, MethodCosts]]:
+    """``{protocol: {method: MethodCosts}}`` from the cost.json files under ``output``.
+
+    The method keys are those of the accuracy tables (few-shot: one key per shot count,
+    ``MethodKey(trainer, cfg, shots)``); cross-dataset and DG share their ImageNet
+    trainings, under ``"transfer"``.
+    """
+    found: Dict[str, Dict[MethodKey, MethodCosts]] = defaultdict(lambda: defaultdict(MethodCosts))
+
+    def add(protocol: str, key: MethodKey, folder: str, role: str) -> None:
+        record = read_cost(folder)
+        if record is not None:
+            getattr(found[protocol][key], role).append(record)
+
+    for role, sub in (("training", "train_base"), ("evaluation", "test_new")):
+        top = osp.join(output, "base2new", sub)
+        for folder in sorted(glob.glob(osp.join(glob.escape(top), "*", "shots_*", "*", "*", "seed*"))):
+            _, shots, trainer, cfg, _ = osp.relpath(folder, top).split(os.sep)
+            add("base2new", MethodKey(trainer, cfg, shots.replace("shots_", "")), folder, role)
+    evaluation = osp.join(output, "evaluation")
+    seen_trainings = set()
+    for folder in sorted(glob.glob(osp.join(glob.escape(evaluation), "*", "*", "*", "seed*"))):
+        trainer, tag, _, _ = osp.relpath(folder, evaluation).split(os.sep)
+        match = _EVAL_TAG.match(tag)
+        if match is None:
+            continue
+        key = MethodKey(trainer, match.group("cfg"), match.group("shots"))
+        add("transfer", key, folder, "evaluation")
+        source = match.group("source") or "imagenet"
+        training = osp.join(output, source, trainer, f"{key.config}_{key.shots}shots")
+        for train_dir in sorted(glob.glob(osp.join(glob.escape(training), "seed*"))):
+            if train_dir not in seen_trainings:  # one training serves every target
+                seen_trainings.add(train_dir)
+                add("transfer", key, train_dir, "training")
+    top = osp.join(output, "fewshot")
+    for folder in sorted(glob.glob(osp.join(glob.escape(top), "*", "shots_*", "*", "*", "seed*"))):
+        _, shots, trainer, cfg, _ = osp.relpath(folder, top).split(os.sep)
+        if shots.replace("shots_", "").isdigit():
+            add("fewshot", MethodKey(trainer, cfg, shots.replace("shots_", "")), folder, "training")
+    return {protocol: dict(per_method) for protocol, per_method in found.items()}

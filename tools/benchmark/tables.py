@@ -7,6 +7,10 @@ and the average HM that of the averaged Base and Novel, as the papers compute th
 With published numbers, each base-to-novel row gets the published Base/Novel/HM of the
 same method and dataset, and the wide tables get a "(published)" row under each method;
 a published average is shown only next to an average over the same datasets.
+
+The cost table has one row per method and protocol: the mean, over the runs that wrote a
+``cost.json`` (datasets x seeds), of the training time, the training and evaluation
+throughput and the peak memory; a method whose runs wrote none shows "–".
 """
 from __future__ import annotations
 
@@ -18,7 +22,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 from tabulate import tabulate
 
-from .collect import Base2NovelCell, MethodKey, Stat, Transfer, dataset_order, mean_of
+from .collect import Base2NovelCell, CostRecord, MethodCosts, MethodKey, Stat, Transfer, dataset_order, mean_of
 from .grid import DEFAULT_DATASETS
 from .published import Published, PublishedRow
 
@@ -234,6 +238,109 @@ def fewshot_table(results: Dict[MethodKey, Dict[str, Dict[int, Dict[str, float]]
     return Table(title, headers, rows, midrules), numbers
 
 
+# ------------------------------------------------------------------------- cost
+COST_PROTOCOL_NAMES = {"base2new": "Base-to-novel", "transfer": "Cross-dataset / DG", "fewshot": "Few-shot"}
+
+
+def _phase_value(record: CostRecord, phase: str, field_name: str) -> Optional[float]:
+    value = record.get("phases", {}).get(phase, {}).get(field_name)
+    return float(value) if isinstance(value, (int, float)) else None
+
+
+def _mean(values: Sequence[Optional[float]]) -> Optional[float]:
+    present = [v for v in values if v is not None]
+    return mean_of(present) if present else None
+
+
+@dataclass
+class CostSummary:
+    """A method's mean cost per run in one protocol (None: no run recorded it)."""
+
+    training_seconds: Optional[float]
+    training_images_per_second: Optional[float]
+    evaluation_images_per_second: Optional[float]
+    peak_rss_mb: Optional[float]
+    peak_cuda_mb: Optional[float]
+    devices: List[str]
+    runs: int
+    evaluation_runs: int
+
+    @classmethod
+    def of(cls, costs: Optional[MethodCosts]) -> "CostSummary":
+        training = costs.training if costs else []
+        evaluation = costs.evaluation if costs else []
+        # Peak memory: of the trainings, or of the evaluations when the method has no training run.
+        memory_runs = training or evaluation
+        devices = sorted({f"{(r.get('device') or {}).get('type', '?')} {r.get('precision') or ''}".strip()
+                          for r in training + evaluation})
+        return cls(
+            training_seconds=_mean([_phase_value(r, "training", "seconds") for r in training]),
+            training_images_per_second=_mean([_phase_value(r, "training", "images_per_second") for r in training]),
+            evaluation_images_per_second=_mean([_phase_value(r, "evaluation", "images_per_second")
+                                                for r in training + evaluation]),
+            peak_rss_mb=_mean([r.get("peak_rss_mb") for r in memory_runs]),
+            peak_cuda_mb=_mean([(r.get("cuda") or {}).get("max_memory_allocated_mb") for r in memory_runs]),
+            devices=devices, runs=len(training), evaluation_runs=len(evaluation))
+
+
+def fmt_duration(seconds: Optional[float]) -> str:
+    if seconds is None:
+        return DASH
+    if seconds < 120:
+        return f"{seconds:.1f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.1f} min"
+    return f"{seconds / 3600:.2f} h"
+
+
+def fmt_memory(mb: Optional[float]) -> str:
+    return DASH if mb is None else f"{mb / 1024:.2f}"
+
+
+def _fmt_rate(value: Optional[float]) -> str:
+    return DASH if value is None else f"{value:.1f}"
+
+
+COST_METRICS = ("training_seconds", "training_images_per_second", "evaluation_images_per_second",
+                "peak_rss_mb", "peak_cuda_mb")
+
+
+def cost_table(costs: Dict[str, Dict[MethodKey, MethodCosts]], methods: Dict[str, Sequence[MethodKey]]
+               ) -> Tuple[Table, List[Number]]:
+    """One row per protocol and method: those of ``methods`` (the accuracy tables' rows, in
+    their order; "–" without cost.json) and any other method with a cost record."""
+    headers = ["Protocol", "Method", "Training / run", "Train img/s", "Eval img/s", "Peak RSS (GiB)",
+               "Peak GPU (GiB)", "Device, precision", "Runs (train + eval)"]
+    rows: List[List[str]] = []
+    numbers: List[Number] = []
+    midrules = []
+    for protocol in COST_PROTOCOL_NAMES:
+        per_method = costs.get(protocol, {})
+        keys = list(methods.get(protocol, []))
+        keys += sorted((k for k in per_method if k not in keys), key=MethodKey.sort_key)
+        if not keys:
+            continue
+        midrules.append(len(rows))
+        # Few-shot keys carry the shot count, shown apart: the label is the accuracy table's.
+        unshot = {k: MethodKey(k.trainer, k.config) if protocol == "fewshot" else k for k in keys}
+        labels = method_labels(list(dict.fromkeys(unshot.values())))
+        for key in keys:
+            summary = CostSummary.of(per_method.get(key))
+            label = labels[unshot[key]] + (f", {key.shots} shots" if protocol == "fewshot" else "")
+            rows.append([COST_PROTOCOL_NAMES[protocol], label, fmt_duration(summary.training_seconds),
+                         _fmt_rate(summary.training_images_per_second),
+                         _fmt_rate(summary.evaluation_images_per_second), fmt_memory(summary.peak_rss_mb),
+                         fmt_memory(summary.peak_cuda_mb), ", ".join(summary.devices) or DASH,
+                         f"{summary.runs} + {summary.evaluation_runs}"])
+            for metric in COST_METRICS:
+                numbers.append(Number(protocol, key.trainer, key.config, key.shots, "runs", metric,
+                                      getattr(summary, metric), None, summary.runs + summary.evaluation_runs))
+    title = ("Cost per run: mean over the runs (datasets x seeds) that wrote a cost.json (training time without "
+             "its evaluations; peak resident memory of the training runs, of the evaluations for a method "
+             "without training)")
+    return Table(title, headers, rows, midrules), numbers
+
+
 # --------------------------------------------------------------------- render
 def render_markdown(tables: Sequence[Table]) -> str:
     parts = []
@@ -256,7 +363,7 @@ def render_latex(tables: Sequence[Table]) -> str:
     """Booktabs tables, one ``table`` environment each."""
     parts = []
     for table in tables:
-        align = "l" * sum(1 for h in table.headers if h in ("Dataset", "Method")) or "l"
+        align = "l" * sum(1 for h in table.headers if h in ("Dataset", "Method", "Protocol")) or "l"
         align += "r" * (len(table.headers) - len(align))
         lines = [r"\begin{table}[t]", r"\centering", r"\small", f"\\caption{{{latex_escape(table.title)}}}",
                  f"\\begin{{tabular}}{{{align}}}", r"\toprule",
