@@ -13,7 +13,8 @@
 # the documented ones are passed to train.py as KEY VALUE config overrides.
 #
 # Environment read here:
-#   DATA    (required) folder holding the datasets
+#   DATA    folder holding the datasets (required, except for the synthetic world, which
+#           defaults to ./data of the repository and is generated there on first use)
 #   CFG     config name (default: the dataset's entry in DATASET_CFGS, else the
 #           method's synthetic config for the synthetic world, DEFAULT_CFG_IMAGENET for
 #           ImageNet, else DEFAULT_CFG)
@@ -52,7 +53,13 @@ usage_check() {  # usage_check N_REQUIRED "USAGE" ARGS...
     if (($# < need)); then die "usage: bash $0 $usage [KEY VALUE ...]"; fi
 }
 
-require_data() {
+require_data() {  # require_data DATASET
+    if [[ "${1:-}" == synthetic ]]; then
+        # The synthetic world is generated on first use: by default in the main job's ./data.
+        DATA="${DATA:-$REPO_ROOT/data}"
+        if [[ "${SEMPT_PLAN:-0}" == 1 ]]; then return 0; fi  # plan mode creates nothing
+        mkdir -p "$DATA" || die "cannot create DATA=$DATA for the synthetic world; set DATA to a writable folder"
+    fi
     [[ -n "${DATA:-}" ]] || die "DATA is not set: export DATA=/path/to/datasets (the folder holding e.g. eurosat/, imagenet/)"
     [[ -d "$DATA" ]] || die "DATA=$DATA is not a directory"
 }
