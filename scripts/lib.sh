@@ -173,7 +173,7 @@ run_base2new_train() {  # DATASET SEED [KEY VALUE ...]
     usage_check 2 "DATASET SEED" "$@"
     local dataset=$1 seed=$2
     shift 2
-    require_data
+    require_data "$dataset"
     local cfg config data_config
     cfg=$(pick_cfg "$dataset")
     config=$(config_file "$cfg")
@@ -188,7 +188,7 @@ run_base2new_test() {  # DATASET SEED [KEY VALUE ...]
     usage_check 2 "DATASET SEED" "$@"
     local dataset=$1 seed=$2
     shift 2
-    require_data
+    require_data "$dataset"
     local cfg config data_config common epoch
     cfg=$(pick_cfg "$dataset")
     config=$(config_file "$cfg")
@@ -230,7 +230,7 @@ run_xd_train() {  # [SOURCE] SEED [KEY VALUE ...]: all classes of SOURCE (defaul
     fi
     local seed=$1
     shift
-    require_data
+    require_data "$source"
     local cfg config data_config
     cfg=$(pick_cfg "$source")
     config=$(config_file "$cfg")
@@ -246,7 +246,7 @@ run_xd_test() {  # DATASET SEED [KEY VALUE ...]: the source model (see xd_source
     usage_check 2 "DATASET SEED" "$@"
     local dataset=$1 seed=$2
     shift 2
-    require_data
+    require_data "$dataset"
     local source cfg config data_config epoch tag=""
     source=$(xd_source "$dataset")
     cfg=$(pick_cfg "$source")
@@ -272,7 +272,7 @@ run_fewshot() {  # DATASET SHOTS SEED [KEY VALUE ...]: all classes; FEWSHOT_TAG 
     usage_check 3 "DATASET SHOTS SEED" "$@"
     local dataset=$1 shots=$2 seed=$3
     shift 3
-    require_data
+    require_data "$dataset"
     local cfg config data_config
     cfg=$(pick_cfg "$dataset")
     config=$(config_file "$cfg")

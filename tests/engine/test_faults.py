@@ -1,7 +1,6 @@
 """Faults found by trying (issue 22): a full disk, file modes, leftovers of kill -9, damaged
 input files. Each test fails without its fix."""
 import errno
-import io
 import json
 import os
 import os.path as osp
@@ -18,6 +17,7 @@ from dassl.engine import build_trainer
 from dassl.utils import atomic_io, load_checkpoint, save_checkpoint
 from dassl.utils.atomic_io import DiskFullError, atomic_write_bytes, remove_temporaries, temporary_path
 from tests.engine.engine_toy import toy_cfg
+from tests.utils.full_disk import FullDisk, fill_disk
 
 
 def state(epoch, value=1.0):
@@ -25,37 +25,9 @@ def state(epoch, value=1.0):
             "scheduler": None, "val_result": None}
 
 
-class FullDisk(io.RawIOBase):
-    """A file on a disk with ``room`` bytes left: a write past them fails with ENOSPC, as the kernel's."""
-
-    def __init__(self, room: int) -> None:
-        self.room = room
-
-    def writable(self) -> bool:
-        return True
-
-    def write(self, data) -> int:
-        if len(data) > self.room:
-            raise OSError(errno.ENOSPC, "No space left on device")
-        self.room -= len(data)
-        return len(data)
-
-    def fileno(self) -> int:
-        raise OSError(errno.EBADF, "not a real file")
-
-
 @pytest.fixture
 def disk_full_after(monkeypatch):
-    """``disk_full_after(n)``: every atomic write from now on finds only ``n`` bytes free."""
-
-    def fill(room: int) -> None:
-        def open_new(path):
-            open(path, "wb").close()  # the temporary file exists, as on a real disk
-            return FullDisk(room)
-
-        monkeypatch.setattr(atomic_io, "_open_new", open_new)
-
-    return fill
+    return lambda room: fill_disk(monkeypatch, room)
 
 
 # ------------------------------------------------------------------------------- full disk
@@ -98,40 +70,6 @@ def test_training_on_a_full_disk_stops_with_the_epoch_to_resume_from(toy_root, t
     assert resumed.start_epoch == 1
 
 
-def test_description_cache_carries_on_with_one_warning_on_a_full_or_read_only_disk(tmp_path, capsys,
-                                                                                   disk_full_after):
-    from trainers.sempt.description_bank import SentenceEmbeddingCache
-
-    cache = SentenceEmbeddingCache(tmp_path / "descriptions", "key")
-    cache.add(["a red fox"], torch.ones(1, 4))
-    disk_full_after(10)
-    cache.save()  # no exception: the run goes on
-    cache.add(["a grey wolf"], torch.zeros(1, 4))
-    cache.save()
-    out = capsys.readouterr().out
-    assert out.count("Warning: cannot write the description cache") == 1
-    assert "is full" in out and "DESC_CACHE_DIR" in out
-    assert torch.equal(cache.get(["a red fox", "a grey wolf"]), torch.stack([torch.ones(4), torch.zeros(4)]))
-    assert not (tmp_path / "descriptions" / "key.pt").exists()
-    assert os.listdir(tmp_path / "descriptions") == []
-
-
-def test_description_cache_on_a_read_only_disk_carries_on(tmp_path, capsys, monkeypatch):
-    from trainers.sempt.description_bank import SentenceEmbeddingCache
-
-    def read_only(path):
-        raise OSError(errno.EROFS, "Read-only file system", path)
-
-    monkeypatch.setattr(atomic_io, "_open_new", read_only)
-    cache = SentenceEmbeddingCache(tmp_path / "descriptions", "key")
-    cache.add(["a red fox"], torch.ones(1, 4))
-    cache.save()
-    cache.save()
-    out = capsys.readouterr().out
-    assert out.count("Warning: cannot write the description cache") == 1 and "Read-only file system" in out
-    assert torch.equal(cache.get(["a red fox"]), torch.ones(1, 4))
-
-
 # ------------------------------------------------------------------------------ file modes
 @pytest.fixture
 def umask_002():
@@ -144,7 +82,7 @@ def mode(path) -> int:
     return stat.S_IMODE(os.stat(path).st_mode)
 
 
-def test_checkpoints_caches_and_few_shot_files_follow_the_umask(tmp_path, umask_002):
+def test_checkpoints_and_split_and_few_shot_files_follow_the_umask(tmp_path, umask_002):
     path = save_checkpoint(state(1), str(tmp_path / "model"), is_best=True)
     assert mode(path) == umask_002
     assert mode(osp.join(tmp_path, "model", "checkpoint")) == umask_002
@@ -160,12 +98,6 @@ def test_checkpoints_caches_and_few_shot_files_follow_the_umask(tmp_path, umask_
     save_split(items, items, items, str(dataset_dir / "split.json"), str(dataset_dir))
     assert mode(dataset_dir / "split.json") == umask_002
 
-    from trainers.sempt.description_bank import SentenceEmbeddingCache
-
-    cache = SentenceEmbeddingCache(tmp_path / "descriptions", "key")
-    cache.add(["a red fox"], torch.ones(1, 4))
-    cache.save()
-    assert mode(cache.path) == umask_002
 
 
 def test_one_atomic_write_helper():
