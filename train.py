@@ -67,7 +67,7 @@ def _split_trailing_flags(parser: argparse.ArgumentParser, opts: Sequence[str]) 
 
     Only a token standing where a KEY would is taken for a flag, so a value may start with ``--``.
     """
-    actions = parser._option_string_actions  # argparse's table of flags (public since Python 2.7 in all but name)
+    actions = parser._option_string_actions  # argparse keeps its flags there (private, unchanged since 2.7)
     pairs: List[str] = []
     flags: List[str] = []
     i = 0
