@@ -14,21 +14,28 @@ the same directory stops at once with exit code 75 instead of clobbering the fir
 from __future__ import annotations
 
 import argparse
+import os
 import os.path as osp
 import sys
 import time
-from typing import Optional, Sequence
+from typing import List, Optional, Sequence, Tuple
 
 import torch
 
 from dassl.config import get_cfg_default
+from dassl.cpu_allocation import allocated_cpus, capped_workers, decide_threads
 from dassl.engine import build_trainer
 from dassl.engine.cost import write_run_cost
+from dassl.process_tree import die_with_parent_if_asked
 from dassl.run_lock import RUN_LOCKED_EXIT_CODE, RunLock, RunLockedError
-from dassl.utils import collect_env_info, set_random_seed, setup_logger
+from dassl.utils import CheckpointError, collect_env_info, set_random_seed, setup_logger
 
 END_SIGNALS = ("Finish training", "Finished training")
 RESULT_SIGNAL = "=> result"
+TRACEBACK_ENV = "SEMPT_TRACEBACK"
+#: Errors that tell the user what to change (a config, a path, a disk): printed as their
+#: message alone. Their traceback still goes to the run's log.txt once it exists.
+USER_ERRORS = (ValueError, KeyError, OSError, CheckpointError)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -49,10 +56,56 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--model-dir", type=str, default="", help="load model from this directory for eval-only mode")
     parser.add_argument("--load-epoch", type=int, help="load model weights at this epoch for evaluation")
     parser.add_argument("--no-train", action="store_true", help="do not call trainer.train()")
+    parser.add_argument("--traceback", action="store_true",
+                        help=f"on an error, print the full traceback, not only its message (also: {TRACEBACK_ENV}=1)")
     parser.add_argument(
         "opts", default=None, nargs=argparse.REMAINDER, help="modify config options using the command-line"
     )
     return parser
+
+
+def _split_trailing_flags(parser: argparse.ArgumentParser, opts: Sequence[str]) -> Tuple[List[str], List[str]]:
+    """``opts`` (everything after the first KEY) into the KEY VALUE pairs and the flags among them.
+
+    Only a token standing where a KEY would is taken for a flag, so a value may start with ``--``.
+    """
+    actions = parser._option_string_actions  # argparse keeps its flags there (private, unchanged since 2.7)
+    pairs: List[str] = []
+    flags: List[str] = []
+    i = 0
+    while i < len(opts):
+        token = opts[i]
+        if not token.startswith("--"):
+            pairs.extend(opts[i:i + 2])
+            i += 2
+            continue
+        name = token.split("=", 1)[0]
+        if name not in actions:
+            parser.error(f"unknown flag {token!r} among the KEY VALUE config overrides (see --help for the flags)")
+        action = actions[name]
+        flags.append(token)
+        i += 1
+        if "=" in token or action.nargs == 0:
+            continue
+        if action.nargs is None:  # one value
+            flags.extend(opts[i:i + 1])
+            i += 1
+            continue
+        while i < len(opts) and not opts[i].startswith("--") and "." not in opts[i]:  # nargs="+": up to a KEY
+            flags.append(opts[i])
+            i += 1
+    return pairs, flags
+
+
+def parse_arguments(parser: argparse.ArgumentParser, argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
+    """``parser.parse_args``, also accepting flags written after the KEY VALUE pairs
+    (``... OPTIM.LR 0.1 --load-epoch 5``)."""
+    args = parser.parse_args(argv)
+    pairs, flags = _split_trailing_flags(parser, args.opts or [])
+    if flags:
+        parser.parse_args(flags, namespace=args)
+    args.opts = pairs
+    return args
 
 
 def reset_cfg(cfg, args: argparse.Namespace) -> None:
@@ -130,6 +183,23 @@ def finished_run(output_dir: str, eval_only: bool, tests: bool = True) -> Option
     return None
 
 
+def use_cpu_allocation(cfg) -> None:
+    """Keep torch's threads within the CPUs this process may use, and say it in the log.
+
+    An exported ``OMP_NUM_THREADS`` is torch's own setting; otherwise torch would use every
+    core of the node, whatever the SLURM allocation (dassl.cpu_allocation).
+    """
+    threads = decide_threads()
+    if threads.count < torch.get_num_threads():
+        torch.set_num_threads(threads.count)
+    allocation = allocated_cpus()
+    requested = cfg.DATALOADER.NUM_WORKERS
+    workers = capped_workers(requested)
+    capped = f" (DATALOADER.NUM_WORKERS {requested}, capped)" if workers != requested else ""
+    print(f"CPU: {torch.get_num_threads()} thread(s) (from {threads.source}); data-loader workers: {workers}{capped}; "
+          f"CPUs allocated: {allocation.describe()}")
+
+
 def register_components() -> None:
     """Import the dataset readers and trainers so that they register themselves."""
     import datasets  # noqa: F401  (importing the package registers every reader)
@@ -188,6 +258,7 @@ def run_locked(args: argparse.Namespace, cfg) -> None:
         if torch.cuda.is_available() and cfg.USE_CUDA:
             torch.backends.cudnn.benchmark = True
         print_args(args, cfg)
+        use_cpu_allocation(cfg)
         print("Collecting env info ...")
         print(f"** System info **\n{collect_env_info()}\n")
 
@@ -211,8 +282,32 @@ def run_locked(args: argparse.Namespace, cfg) -> None:
 
 
 def cli(argv: Optional[Sequence[str]] = None) -> None:
-    main(build_parser().parse_args(argv))
+    main(parse_arguments(build_parser(), argv))
+
+
+def _message(err: BaseException) -> str:
+    if isinstance(err, KeyError) and len(err.args) == 1 and isinstance(err.args[0], str):
+        return err.args[0]  # str(KeyError) would quote it
+    return str(err) or type(err).__name__
+
+
+def console_main(argv: Optional[Sequence[str]] = None) -> int:
+    """``python train.py``: a user error (:data:`USER_ERRORS`) prints its message alone and
+    exits 1; ``--traceback`` or ``SEMPT_TRACEBACK=1`` print the traceback instead."""
+    args = parse_arguments(build_parser(), argv)
+    die_with_parent_if_asked()  # started by the benchmark runner: end with it (dassl.process_tree)
+    if args.traceback or os.environ.get(TRACEBACK_ENV) == "1":
+        main(args)
+        return 0
+    try:
+        main(args)
+    except USER_ERRORS as err:
+        print(f"error: {_message(err)}", file=sys.stderr)
+        print(f"({type(err).__name__}; the traceback: rerun with --traceback, or see the run's log.txt)",
+              file=sys.stderr)
+        return 1
+    return 0
 
 
 if __name__ == "__main__":
-    cli(sys.argv[1:])
+    sys.exit(console_main(sys.argv[1:]))

@@ -13,7 +13,8 @@
 # the documented ones are passed to train.py as KEY VALUE config overrides.
 #
 # Environment read here:
-#   DATA    (required) folder holding the datasets
+#   DATA    folder holding the datasets (required, except for the synthetic world, which
+#           defaults to ./data of the repository and is generated there on first use)
 #   CFG     config name (default: the dataset's entry in DATASET_CFGS, else the
 #           method's synthetic config for the synthetic world, DEFAULT_CFG_IMAGENET for
 #           ImageNet, else DEFAULT_CFG)
@@ -52,7 +53,13 @@ usage_check() {  # usage_check N_REQUIRED "USAGE" ARGS...
     if (($# < need)); then die "usage: bash $0 $usage [KEY VALUE ...]"; fi
 }
 
-require_data() {
+require_data() {  # require_data DATASET
+    if [[ "${1:-}" == synthetic ]]; then
+        # The synthetic world is generated on first use: by default in the main job's ./data.
+        DATA="${DATA:-$REPO_ROOT/data}"
+        if [[ "${SEMPT_PLAN:-0}" == 1 ]]; then return 0; fi  # plan mode creates nothing
+        mkdir -p "$DATA" || die "cannot create DATA=$DATA for the synthetic world; set DATA to a writable folder"
+    fi
     [[ -n "${DATA:-}" ]] || die "DATA is not set: export DATA=/path/to/datasets (the folder holding e.g. eurosat/, imagenet/)"
     [[ -d "$DATA" ]] || die "DATA=$DATA is not a directory"
 }
@@ -166,7 +173,7 @@ run_base2new_train() {  # DATASET SEED [KEY VALUE ...]
     usage_check 2 "DATASET SEED" "$@"
     local dataset=$1 seed=$2
     shift 2
-    require_data
+    require_data "$dataset"
     local cfg config data_config
     cfg=$(pick_cfg "$dataset")
     config=$(config_file "$cfg")
@@ -181,7 +188,7 @@ run_base2new_test() {  # DATASET SEED [KEY VALUE ...]
     usage_check 2 "DATASET SEED" "$@"
     local dataset=$1 seed=$2
     shift 2
-    require_data
+    require_data "$dataset"
     local cfg config data_config common epoch
     cfg=$(pick_cfg "$dataset")
     config=$(config_file "$cfg")
@@ -223,7 +230,7 @@ run_xd_train() {  # [SOURCE] SEED [KEY VALUE ...]: all classes of SOURCE (defaul
     fi
     local seed=$1
     shift
-    require_data
+    require_data "$source"
     local cfg config data_config
     cfg=$(pick_cfg "$source")
     config=$(config_file "$cfg")
@@ -239,7 +246,7 @@ run_xd_test() {  # DATASET SEED [KEY VALUE ...]: the source model (see xd_source
     usage_check 2 "DATASET SEED" "$@"
     local dataset=$1 seed=$2
     shift 2
-    require_data
+    require_data "$dataset"
     local source cfg config data_config epoch tag=""
     source=$(xd_source "$dataset")
     cfg=$(pick_cfg "$source")
@@ -265,7 +272,7 @@ run_fewshot() {  # DATASET SHOTS SEED [KEY VALUE ...]: all classes; FEWSHOT_TAG 
     usage_check 3 "DATASET SHOTS SEED" "$@"
     local dataset=$1 shots=$2 seed=$3
     shift 3
-    require_data
+    require_data "$dataset"
     local cfg config data_config
     cfg=$(pick_cfg "$dataset")
     config=$(config_file "$cfg")

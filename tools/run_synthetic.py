@@ -40,7 +40,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="dataset root; the world is generated there on first use (default: $DATA or ./data)")
     parser.add_argument("--output", default="output/synthetic", help="output root (default: output/synthetic)")
     parser.add_argument("--slots", "--jobs", type=int, default=min(2, os.cpu_count() or 1),
-                        help="runs at once, each with cores/slots threads (default: 2)")
+                        help="runs at once (default: 2)")
+    parser.add_argument("--threads", type=int,
+                        help="CPU threads per run (default: $OMP_NUM_THREADS if exported, else the CPUs this "
+                             "process may use / slots; dassl.cpu_allocation)")
     args = parser.parse_args(argv)
 
     data = Path(args.data).resolve()
@@ -56,7 +59,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     start = time.time()
     run = [sys.executable, "-m", "tools.benchmark", "run", "--protocol", "base2new", "--datasets", "synthetic",
            "--methods", *args.methods, "--seeds", *map(str, args.seeds), "--output", str(output_abs),
-           "--slots", str(args.slots)]
+           "--slots", str(args.slots), *(["--threads", str(args.threads)] if args.threads else [])]
     code = subprocess.run(run, cwd=REPO, env=env).returncode
     print(f"Finished in {time.time() - start:.0f} s\n")
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import difflib
 from typing import Any, Iterator, List, Tuple
 
+import yaml
 from yacs.config import CfgNode as _YacsCfgNode
 
 __all__ = ["CfgNode", "ConfigError"]
@@ -42,6 +43,15 @@ def _fix_hint(key: str, new: Any, old: Any) -> str:
     if isinstance(old, (list, tuple)):
         return f": write a sequence, e.g. {list(old)!r}"
     return ""
+
+
+def _yaml_problem(err: "yaml.YAMLError") -> str:
+    """The one line of a YAML error a user needs: what is wrong, and where (1-based)."""
+    mark = getattr(err, "problem_mark", None) or getattr(err, "context_mark", None)
+    problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+    if mark is None:
+        return problem
+    return f"{problem} (line {mark.line + 1}, column {mark.column + 1})"
 
 
 def _coerce_ok(new: Any, old: Any) -> bool:
@@ -99,10 +109,17 @@ class CfgNode(_YacsCfgNode):
 
     def merge_from_file(self, cfg_filename: str) -> None:
         try:
-            with open(cfg_filename, "r") as f:
+            with open(cfg_filename, "r", encoding="utf-8") as f:
                 cfg = self.load_cfg(f)
         except FileNotFoundError:
             raise FileNotFoundError(f'Config file not found: "{cfg_filename}"') from None
+        except yaml.YAMLError as e:
+            raise ConfigError(f'"{cfg_filename}" is not valid YAML: {_yaml_problem(e)}. Fix that line '
+                              '(sections and keys as in configs/: "KEY: value", indented with spaces, '
+                              "no tabs).") from None
+        except UnicodeDecodeError as e:
+            raise ConfigError(f'"{cfg_filename}" is not UTF-8 text (byte {e.start}: {e.reason}); '
+                              "save it again as UTF-8.") from None
         try:
             self.merge_from_other_cfg(cfg)
         except ConfigError as e:
@@ -115,6 +132,11 @@ class CfgNode(_YacsCfgNode):
             )
         pairs: List[Tuple[str, Any]] = list(zip(cfg_list[0::2], cfg_list[1::2]))
         for full_key, raw in pairs:
+            if str(full_key).startswith("-"):
+                raise ConfigError(
+                    f'"{full_key}" looks like a command-line flag, but it stands among the KEY VALUE '
+                    "config overrides, which take only config keys: put the flags before them."
+                )
             node: Any = self
             for sub in full_key.split("."):
                 if not isinstance(node, _YacsCfgNode) or sub not in node:

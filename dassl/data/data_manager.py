@@ -38,6 +38,7 @@ from tabulate import tabulate
 from torch.utils.data import DataLoader, Dataset as TorchDataset, RandomSampler, SequentialSampler
 from torchvision.transforms import Compose, Normalize, Resize, ToTensor
 
+from dassl.cpu_allocation import capped_workers
 from dassl.utils import read_image
 
 from .batch import ITEM_GROUP, ITEM_KEY, collate_items
@@ -293,7 +294,7 @@ def build_data_loader(
         wrapper,
         batch_size=batch_size,
         sampler=sampler,
-        num_workers=cfg.DATALOADER.NUM_WORKERS,
+        num_workers=capped_workers(cfg.DATALOADER.NUM_WORKERS),  # never more than the CPUs allocated
         drop_last=is_train and len(data_source) >= batch_size,
         pin_memory=torch.cuda.is_available() and cfg.USE_CUDA,
         worker_init_fn=seed_worker,
@@ -305,6 +306,18 @@ def build_data_loader(
     return loader
 
 
+def check_loader_config(cfg) -> None:
+    """Refuse loader settings no loader can run with, naming the key (before any data is read)."""
+    for key in ("TRAIN_X", "TRAIN_U", "TEST"):
+        size = cfg.DATALOADER[key].BATCH_SIZE
+        if size < 1:
+            raise ValueError(f"DATALOADER.{key}.BATCH_SIZE is {size}; a batch size must be at least 1 "
+                             f"(e.g. DATALOADER.{key}.BATCH_SIZE 32)")
+    if cfg.DATALOADER.NUM_WORKERS < 0:
+        raise ValueError(f"DATALOADER.NUM_WORKERS is {cfg.DATALOADER.NUM_WORKERS}; use 0 (load in the main "
+                         "process) or more")
+
+
 class DataManager:
     """Builds the dataset, its transforms and its loaders from ``cfg``.
 
@@ -312,6 +325,7 @@ class DataManager:
     """
 
     def __init__(self, cfg, custom_tfm_train=None, custom_tfm_test=None, dataset_wrapper=None) -> None:
+        check_loader_config(cfg)
         dataset = build_dataset(cfg)
         tfm_train = custom_tfm_train if custom_tfm_train is not None else build_transform(cfg, is_train=True)
         tfm_test = custom_tfm_test if custom_tfm_test is not None else build_transform(cfg, is_train=False)

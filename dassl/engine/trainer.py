@@ -56,6 +56,7 @@ from dassl.utils import (
     save_checkpoint,
     set_rng_state,
 )
+from dassl.utils.atomic_io import DiskFullError, remove_temporaries
 from dassl.utils.torchtools import POINTER_FILE
 
 from .cost import RunCost, batch_size, measured
@@ -539,14 +540,17 @@ class SimpleTrainer(TrainerBase):
     def before_train(self) -> None:
         directory = self.cfg.RESUME or self.output_dir
         self.start_epoch = self.resume_model_if_exist(directory)
+        # What a killed run left: temporaries of checkpoint writes, and epoch files older than
+        # the fallback (a kill between saving an epoch and dropping the one before).
+        self.remove_stale_checkpoints(keep_from=max(self.start_epoch - 1, 1))
         if self.start_epoch >= self.max_epoch:
             print(f"Training already finished ({self.start_epoch}/{self.max_epoch} epochs); nothing to train")
         self.init_writer(osp.join(self.output_dir, "tensorboard"))
         self.time_start = time.time()
 
     def after_train(self) -> None:
-        # Training is over: the fallback for resuming is no longer needed.
-        self._drop_epoch_checkpoint(self.max_epoch - 1)
+        # Training is over: the fallback for resuming (and anything older) is no longer needed.
+        self.remove_stale_checkpoints(keep_from=self.max_epoch)
         print("Finish training")
         if not self.cfg.TEST.NO_TEST:
             if self.cfg.TEST.FINAL_MODEL == "best_val":
@@ -564,10 +568,22 @@ class SimpleTrainer(TrainerBase):
         freq = self.cfg.TRAIN.CHECKPOINT_FREQ
         return freq > 0 and epoch_number % freq == 0
 
-    def _drop_epoch_checkpoint(self, epoch_number: int) -> None:
+    def remove_stale_checkpoints(self, keep_from: int) -> None:
+        """Remove, in this run's model folders, the epoch files before ``keep_from`` (1-based)
+        that ``TRAIN.CHECKPOINT_FREQ`` does not keep, and the temporary files of checkpoint
+        writes that were cut short (never those of a live process)."""
+        for name in self.get_model_names():
+            model_dir = osp.join(self.output_dir, name)
+            for path in remove_temporaries(model_dir):
+                print(f"Removed the temporary file {path} of an interrupted checkpoint write")
+            for epoch_number in sorted(_epoch_files(model_dir)):
+                if epoch_number < keep_from:
+                    self._drop_epoch_checkpoint(epoch_number, names=[name])
+
+    def _drop_epoch_checkpoint(self, epoch_number: int, names: Optional[Sequence[str]] = None) -> None:
         if epoch_number < 1 or self._keeps_checkpoint(epoch_number):
             return
-        for name in self.get_model_names():
+        for name in names if names is not None else self.get_model_names():
             fpath = osp.join(self.output_dir, name, f"model.pth.tar-{epoch_number}")
             if osp.isfile(fpath):
                 os.remove(fpath)
@@ -581,7 +597,13 @@ class SimpleTrainer(TrainerBase):
         # Saved every epoch so an interrupted run resumes exactly. The file of the epoch
         # before stays as a fallback should this one prove unreadable; older ones go
         # unless CHECKPOINT_FREQ keeps them.
-        self.save_model(self.epoch, self.output_dir)
+        try:
+            self.save_model(self.epoch, self.output_dir)
+        except DiskFullError as err:
+            resume = (f"resumes from epoch {self.epoch}, whose checkpoint is intact" if self.epoch
+                      else "starts training again")
+            raise DiskFullError(err.errno, f"{err.strerror} Training stopped at the end of epoch "
+                                           f"{self.epoch + 1}; running the same command again {resume}.") from err
         self._drop_epoch_checkpoint(self.epoch - 1)
 
     @torch.no_grad()

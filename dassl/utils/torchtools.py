@@ -17,7 +17,6 @@ import importlib
 import os
 import os.path as osp
 import pickle
-import tempfile
 import types
 import warnings
 from collections import OrderedDict
@@ -26,6 +25,7 @@ from typing import Any, ContextManager, Dict, Optional
 import torch
 import torch.nn as nn
 
+from .atomic_io import atomic_write, atomic_write_bytes
 from .tools import mkdir_if_missing
 
 __all__ = [
@@ -57,22 +57,6 @@ def _unreadable(fpath: str, err: BaseException) -> CheckpointError:
     )
 
 
-def _atomic_write(write_fn, fpath: str) -> None:
-    """Write via a temp file in the same directory + ``os.replace``: never a torn file."""
-    directory = osp.dirname(fpath) or "."
-    fd, tmp = tempfile.mkstemp(prefix=f".{osp.basename(fpath)}.", suffix=".tmp", dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write_fn(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, fpath)
-    except BaseException:
-        if osp.exists(tmp):
-            os.remove(tmp)
-        raise
-
-
 def save_checkpoint(
     state: Dict[str, Any],
     save_dir: str,
@@ -96,13 +80,13 @@ def save_checkpoint(
         )
     fname = model_name or f"model.pth.tar-{state['epoch']}"
     fpath = osp.join(save_dir, fname)
-    _atomic_write(lambda f: torch.save(state, f), fpath)
+    atomic_write(fpath, lambda f: torch.save(state, f))
     print(f"Checkpoint saved to {fpath}")
     if not model_name:
-        _atomic_write(lambda f: f.write((fname + "\n").encode()), osp.join(save_dir, POINTER_FILE))
+        atomic_write_bytes(osp.join(save_dir, POINTER_FILE), (fname + "\n").encode())
     if is_best:
         best = osp.join(save_dir, "model-best.pth.tar")
-        _atomic_write(lambda f: torch.save(state, f), best)
+        atomic_write(best, lambda f: torch.save(state, f))
     return fpath
 
 

@@ -25,12 +25,13 @@ def env(tmp_path, synthetic_data_root):
 
 
 def test_data_must_be_set(tmp_path, env):
+    # A real dataset needs DATA (the synthetic world does not: tests/scripts/test_synthetic_data_default.py).
     env = {k: v for k, v in env.items() if k != "DATA"}
-    result = run("coop/base2new_train.sh", "synthetic", "1", env=env, cwd=tmp_path)
+    result = run("coop/base2new_train.sh", "eurosat", "1", env=env, cwd=tmp_path)
     assert result.returncode != 0
     assert "DATA is not set" in result.stderr
     env["DATA"] = str(tmp_path / "nowhere")
-    result = run("coop/base2new_train.sh", "synthetic", "1", env=env, cwd=tmp_path)
+    result = run("coop/base2new_train.sh", "eurosat", "1", env=env, cwd=tmp_path)
     assert result.returncode != 0 and "is not a directory" in result.stderr
 
 

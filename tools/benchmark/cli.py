@@ -58,7 +58,8 @@ def build_parser() -> argparse.ArgumentParser:
     local.add_argument("--gpus", default="auto",
                        help="GPU ids, one per slot in turn (e.g. 0,1,2,3); auto (default: CUDA_VISIBLE_DEVICES "
                             "or nvidia-smi) or none (CPU)")
-    local.add_argument("--threads", type=int, help="CPU threads per run (default: cores / slots)")
+    local.add_argument("--threads", type=int, help="CPU threads per run (default: $OMP_NUM_THREADS if exported, else the "
+                            "CPUs this process may use / slots)")
     slurm = run.add_argument_group("SLURM launcher (submitit job arrays)")
     slurm.add_argument("--partition", help="default: the cluster's default partition")
     slurm.add_argument("--gpus-per-run", type=int, default=0, help="GPUs per array task (default 0)")
@@ -144,11 +145,12 @@ def cmd_run(args: argparse.Namespace) -> int:
         from .local import LocalOptions, parse_gpus, run_local
 
         gpus = parse_gpus(args.gpus)
-        options = LocalOptions.resolve(args.slots, gpus, args.threads)
+        options = LocalOptions.resolve(args.slots, gpus, args.threads, environ=os.environ)
         done_before = sum(1 for r in plan.runs if is_finished(r.outdir))
         where = f"GPUs {','.join(options.gpus)}" if options.gpus else "CPU"
         print(f"Running {len(plan.runs)} runs ({done_before} already done) with {options.slots} slot(s) on {where}, "
-              f"{options.threads} thread(s) per run; events: {events.path}", flush=True)
+              f"{options.threads} thread(s) per run (from {options.threads_source}); events: {events.path}",
+              flush=True)
         progress = Progress(len(plan.runs), done_before, enabled=not args.no_progress)
         try:
             run_local(plan.runs, plan.env, events, options, progress, cpu_only=gpus == [])

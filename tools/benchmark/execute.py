@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Optional, Set
 
+from dassl.process_tree import DIE_WITH_PARENT_ENV, parent_death_preexec
 from dassl.run_lock import RUN_LOCKED_EXIT_CODE, lock_holder
 
 from .events import EventLog
@@ -130,8 +131,11 @@ def execute_run(run: Run, plan_env: Mapping[str, str], events: EventLog,
         out.write(f"===== {run.invocation.describe()} | {time.strftime('%Y-%m-%d %H:%M:%S')} | "
                   f"{socket.gethostname()} pid {os.getpid()} =====\n")
         out.flush()
-        process = subprocess.Popen(run.invocation.command(), cwd=REPO, env=child_environ(plan_env, extra_env),
-                                   stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        # The script and its train.py end with this process, even on kill -9 (dassl.process_tree).
+        env = child_environ(plan_env, {**(extra_env or {}), DIE_WITH_PARENT_ENV: "1"})
+        process = subprocess.Popen(run.invocation.command(), cwd=REPO, env=env, stdout=out,
+                                   stderr=subprocess.STDOUT, start_new_session=True,
+                                   preexec_fn=parent_death_preexec())
         if groups is not None:
             groups.add(process)
         try:

@@ -16,6 +16,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Dict, List, Mapping, Optional, Sequence
 
+from dassl.cpu_allocation import decide_threads, thread_environ
 from dassl.run_lock import lock_holder
 
 from .events import EventLog
@@ -63,24 +64,29 @@ class LocalOptions:
     gpus: List[str] = field(default_factory=list)  # empty: CPU
     threads: int = 1  # CPU threads per slot
     poll_s: float = 2.0
+    threads_source: str = ""  # where the thread count came from (printed at the start)
 
     @classmethod
     def resolve(cls, slots: Optional[int], gpus: Optional[List[str]], threads: Optional[int],
-                cpus: Optional[int] = None, poll_s: float = 2.0) -> "LocalOptions":
-        """Defaults: one slot per GPU (or one on CPU); the CPU cores divided between the slots."""
+                cpus: Optional[int] = None, poll_s: float = 2.0,
+                environ: Optional[Mapping[str, str]] = None) -> "LocalOptions":
+        """Defaults: one slot per GPU (or one on CPU); threads per run as
+        :func:`dassl.cpu_allocation.decide_threads` says (``threads``, else an exported
+        ``OMP_NUM_THREADS`` in ``environ``, else the allocation's ``cpus`` divided between the
+        slots). ``environ`` None: no environment is consulted (the command line passes its own)."""
         if gpus is None:
             gpus = detect_gpus()
         if slots is None:
             slots = max(1, len(gpus))
         if slots < 1:
             raise ValueError(f"--slots {slots}: need at least 1")
-        cpus = cpus or os.cpu_count() or 1
-        threads = threads or max(1, cpus // slots)
-        return cls(slots=slots, gpus=list(gpus), threads=threads, poll_s=poll_s)
+        decided = decide_threads(threads, slots, {} if environ is None else environ, affinity=cpus)
+        return cls(slots=slots, gpus=list(gpus), threads=decided.count, poll_s=poll_s,
+                   threads_source=decided.source)
 
     def slot_env(self, slot: int, cpu_only: bool) -> Dict[str, str]:
         """The environment of a run in ``slot``: its thread count and its one GPU (or none)."""
-        env = {"OMP_NUM_THREADS": str(self.threads), "MKL_NUM_THREADS": str(self.threads)}
+        env = thread_environ(self.threads)
         if self.gpus:
             # One GPU per run: the engine then has exactly one device and never spreads a model.
             env["CUDA_VISIBLE_DEVICES"] = self.gpus[slot % len(self.gpus)]

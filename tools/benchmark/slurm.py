@@ -26,6 +26,7 @@ from typing import Dict, List, Mapping, Optional, Sequence
 import submitit
 from submitit.helpers import Checkpointable, DelayedSubmission
 
+from dassl.cpu_allocation import decide_threads, thread_environ
 from dassl.run_lock import lock_holder
 
 from .events import EventLog
@@ -111,8 +112,9 @@ class ChainJob(Checkpointable):
         events = self._events()
         job_id = _job_id()
         runs = [Run(**r) for r in self.runs]
-        cpus = os.environ.get("SLURM_CPUS_PER_TASK")
-        extra = {"OMP_NUM_THREADS": cpus, "MKL_NUM_THREADS": cpus} if cpus else {}
+        # The task's allocation, not the node's cores (dassl.cpu_allocation).
+        threads = decide_threads()
+        extra = thread_environ(threads.count)
         states: Dict[str, str] = {}
         for run in runs:
             bad = [d for d in run.deps if states.get(d) in (FAILED, SKIPPED, INTERRUPTED)]
@@ -128,7 +130,8 @@ class ChainJob(Checkpointable):
                     # Another process (e.g. this task's previous attempt, still exiting) runs it.
                     time.sleep(self.lock_poll_s)
                     continue
-                outcome = execute_run(run, self.plan_env, events, extra, launcher="slurm", job_id=job_id)
+                outcome = execute_run(run, self.plan_env, events, extra, launcher="slurm", job_id=job_id,
+                                      threads=threads.count, threads_source=threads.source)
                 if outcome.state == ELSEWHERE:
                     continue
                 states[run.run_id] = outcome.state

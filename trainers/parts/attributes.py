@@ -209,6 +209,12 @@ def load_attribute_file(path: str | Path) -> AttributeFile:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise AttributeDataError(f"attribute file not found: {path}") from None
+    except UnicodeDecodeError as e:
+        raise AttributeDataError(
+            f"{path} is not UTF-8 text (byte {e.start}: {e.reason}); attribute files are UTF-8 JSON. "
+            "Save it again as UTF-8 (e.g. iconv -f latin1 -t utf-8), or regenerate it with "
+            "python -m tools.generate_attributes."
+        ) from None
     try:
         data = json.loads(text)
     except json.JSONDecodeError as e:

@@ -9,14 +9,14 @@ only; a new backbone file (path, size or modification time) gets its own cache.
 from __future__ import annotations
 
 import hashlib
-import os
-import tempfile
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from dassl.utils.atomic_io import atomic_write
 
 from ..common.cache_identity import PROJECT_CACHE_ENV as CACHE_ENV
 from ..common.cache_identity import backbone_key, project_cache_dir
@@ -39,6 +39,7 @@ class SentenceEmbeddingCache:
     def __init__(self, directory: Path, key: str) -> None:
         self.path = Path(directory) / f"{key}.pt"
         self.entries: Dict[str, torch.Tensor] = {}
+        self.writable = True  # False after a failed save: warn once, then only keep them in memory
         if self.path.is_file():
             try:
                 state = torch.load(self.path, map_location="cpu", weights_only=True)
@@ -69,18 +70,23 @@ class SentenceEmbeddingCache:
         return torch.stack([self.entries[_sentence_key(t)] for t in texts])
 
     def save(self) -> None:
-        """Atomic write (temp file + rename): concurrent runs never see a partial file."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        """Atomic write (temp file + rename): concurrent runs never see a partial file.
+
+        A cache that cannot be written (a full or read-only disk) is not an error: the run
+        goes on with the embeddings in memory, after one warning.
+        """
+        if not self.writable:
+            return
         keys = list(self.entries)
         state = {"keys": keys, "embeddings": torch.stack([self.entries[k] for k in keys])}
-        fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=self.path.name, suffix=".tmp")
-        os.close(fd)
         try:
-            torch.save(state, tmp)
-            os.replace(tmp, self.path)
-        finally:
-            if os.path.exists(tmp):
-                os.remove(tmp)
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            atomic_write(str(self.path), lambda f: torch.save(state, f))
+        except OSError as err:
+            self.writable = False
+            print(f"Warning: cannot write the description cache {self.path} ({err}); this run goes on "
+                  f"without saving it (to keep the embeddings, free space or set DESC_CACHE_DIR of the method's "
+                  f"config node, or ${CACHE_ENV}, to a writable folder)")
 
 
 def flatten_descriptions(sentences: Sequence[Sequence[Sequence[str]]]) -> Tuple[List[str], torch.Tensor]:

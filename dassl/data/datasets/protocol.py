@@ -24,11 +24,11 @@ import math
 import os
 import pickle
 import random
-import tempfile
 from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
+from dassl.utils.atomic_io import atomic_write_bytes
 from dassl.utils.tools import listdir_nohidden
 
 from .base_dataset import DatasetBase, Datum
@@ -50,6 +50,15 @@ class DatasetNotFoundError(FileNotFoundError):
 
 
 # ----------------------------------------------------------------------- split files
+def read_json_file(path: str, fix: str) -> Any:
+    """``json.load`` of ``path``; a truncated or damaged file raises ``ValueError`` naming it and ``fix``."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise ValueError(f"{path} is not valid JSON (truncated or damaged: {err}). {fix}") from None
+
+
 def _relpath(impath: str, prefix: str) -> str:
     """``impath`` relative to ``prefix`` (string slicing: no filesystem access)."""
     return (impath[len(prefix):] if impath.startswith(prefix) else impath).lstrip("/\\")
@@ -62,8 +71,10 @@ def read_split(filepath: str, path_prefix: str) -> Splits:
     ``os.path.join(path_prefix, relpath)``.
     """
     print(f"Reading split from {filepath}")
-    with open(filepath) as f:
-        split = json.load(f)
+    split = read_json_file(
+        filepath, "Delete it and fetch the official one (python -m tools.data download-splits), "
+        "or let the dataset reader write it again."
+    )
     missing = [key for key in ("train", "val", "test") if key not in split]
     if missing:
         raise ValueError(
@@ -82,17 +93,10 @@ def _items_to_rows(items: Iterable[Datum], prefix: str) -> List[List[Any]]:
 
 
 def _write_json_atomic(obj: Any, path: str, indent: Optional[int] = None) -> None:
-    """Write JSON via a temp file + rename, so parallel runs never read a half file."""
+    """Write JSON atomically (``dassl.utils.atomic_io``), so parallel runs never read a half file."""
     os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path) or ".", prefix=".tmp-", suffix=".json")
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(obj, f, indent=indent, separators=(",", ": ") if indent else (",", ":"))
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    text = json.dumps(obj, indent=indent, separators=(",", ": ") if indent else (",", ":"))
+    atomic_write_bytes(path, text.encode("utf-8"))
 
 
 def save_split(train: DataSource, val: DataSource, test: DataSource, filepath: str, path_prefix: str) -> None:
@@ -319,9 +323,9 @@ class FewShotCache:
         if path is None:
             return None
         print(f"Loading preprocessed few-shot data from {path}")
-        with open(path) as f:
-            data = json.load(f)
-        if data.get("format") != self.FORMAT:
+        data = read_json_file(path, "Delete it: the few-shot split is sampled again, identically (it depends "
+                                    "only on the seed), and saved anew.")
+        if not isinstance(data, dict) or data.get("format") != self.FORMAT:
             raise ValueError(f"{path} is not a SemPT few-shot cache; delete it to resample")
         prefix = self.cache.dataset_dir
         return {
