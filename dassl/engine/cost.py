@@ -25,7 +25,7 @@ from typing import Any, Callable, Dict, List, Optional, Tuple, TypeVar
 
 import torch
 
-from dassl.utils.torchtools import _atomic_write
+from dassl.utils.atomic_io import atomic_write_bytes
 
 COST_FILE = "cost.json"
 COST_SCHEMA = 1
@@ -178,7 +178,7 @@ def write_run_cost(trainer: Any, output_dir: str) -> str:
     path = osp.join(output_dir, COST_FILE)
     text = json.dumps(cost_record(trainer), indent=2) + "\n"
     os.makedirs(output_dir, exist_ok=True)
-    _atomic_write(lambda f: f.write(text.encode()), path)  # readers never see half a file
+    atomic_write_bytes(str(path), text.encode())  # readers never see half a file
     print(summary_line(trainer.cost) + f" (written to {path})")
     return path
 
