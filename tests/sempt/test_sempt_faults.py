@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from trainers.parts.attributes import AttributeDataError, load_attribute_file
+from trainers.common.text_encoder import tokenize
 from trainers.parts.description_bank import SentenceEmbeddingCache, encode_descriptions
 from tests.utils.full_disk import fill_disk, make_read_only
 
@@ -17,6 +18,9 @@ class CountingEncoder:
 
     def __init__(self) -> None:
         self.calls = 0
+
+    def tokenize(self, texts):  # the encoder tokenizes as its model does (CLIP's BPE here)
+        return tokenize(texts)
 
     def encode_text(self, texts):
         self.calls += 1
