@@ -10,23 +10,26 @@ Differences from upstream: ``--seed 0`` is honoured; an output directory whose r
 has finished is refused (pick another one), and a partial one is resumed; a run holds
 its output directory's lock (``dassl.run_lock``) for its whole life, so a second run on
 the same directory stops at once with exit code 75 instead of clobbering the first.
+Every run folder records its resolved config and the fingerprint of the keys that change
+its numbers (``dassl/run_record.py``): a folder made with another config is neither
+resumed nor skipped as finished; the message names each differing key and the two ways
+on (another ``--output-dir``, or ``--restart``, which moves the old run aside).
+
+``import train`` loads no torch (the engine is imported when a run starts): the scripts
+ask ``run_state_cli`` whether a command's run is finished, once per script call.
 """
 from __future__ import annotations
 
 import argparse
+import os
 import os.path as osp
 import sys
+import time
 from typing import Optional, Sequence
 
-import torch
-
+from dassl import run_record
 from dassl.config import get_cfg_default
-from dassl.engine import build_trainer
 from dassl.run_lock import RUN_LOCKED_EXIT_CODE, RunLock, RunLockedError
-from dassl.utils import collect_env_info, set_random_seed, setup_logger
-
-END_SIGNALS = ("Finish training", "Finished training")
-RESULT_SIGNAL = "=> result"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -47,6 +50,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--model-dir", type=str, default="", help="load model from this directory for eval-only mode")
     parser.add_argument("--load-epoch", type=int, help="load model weights at this epoch for evaluation")
     parser.add_argument("--no-train", action="store_true", help="do not call trainer.train()")
+    parser.add_argument("--restart", action="store_true",
+                        help="move the run already in --output-dir aside (renamed, never deleted) and start afresh")
     parser.add_argument(
         "opts", default=None, nargs=argparse.REMAINDER, help="modify config options using the command-line"
     )
@@ -109,23 +114,69 @@ def print_args(args: argparse.Namespace, cfg) -> None:
     print(cfg)
 
 
-def finished_run(output_dir: str, eval_only: bool, tests: bool = True) -> Optional[str]:
-    """The path of ``output_dir``'s log if it records a finished run, else None.
+def collect_env_info() -> str:
+    from dassl.utils import collect_env_info as collect  # torch: imported when a run starts
 
-    A run is finished once it printed its result block (``=> result``), as the scripts
-    (``finished`` in ``scripts/lib.sh``) and the benchmark runner judge it: a training run
-    stopped between the end of training and the end of its final test is not finished,
-    and running it again resumes it (the epochs are done, the test runs). A training run
-    that does not test (``tests=False``: ``TEST.NO_TEST``) is finished at the end of training.
-    """
-    log = osp.join(output_dir, "log.txt")
-    if not osp.isfile(log):
-        return None
-    signals = (RESULT_SIGNAL,) if eval_only or tests else END_SIGNALS
-    with open(log, errors="replace") as f:
-        if any(line.strip() in signals for line in f):
-            return log
-    return None
+    return collect()
+
+
+def run_state(args: argparse.Namespace, cfg) -> run_record.RunState:
+    """The state of ``cfg.OUTPUT_DIR`` for this command (``dassl.run_record.run_state``)."""
+    return run_record.run_state(cfg.OUTPUT_DIR, cfg, eval_only=args.eval_only)
+
+
+def run_state_cli(argv: Sequence[str]) -> int:
+    """``finished`` of ``scripts/lib.sh``: exit 0 when the run of this ``train.py`` command
+    line is finished (and by its config), 1 when it is not, 3 when its folder is stale."""
+    args = build_parser().parse_args(list(argv))
+    state = run_state(args, setup_cfg(args))
+    if state.stale:
+        return 3
+    return 0 if state.finished else 1
+
+
+def moved_aside_name(output_dir: str) -> str:
+    """Where ``--restart`` moves a run folder: a hidden sibling, so that no result parser
+    (``seed*`` patterns, upstream's every-sub-folder mode) counts it as a run."""
+    parent, name = osp.split(osp.normpath(osp.abspath(output_dir)))
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    candidate = osp.join(parent, f".{name}.replaced-{stamp}")
+    n = 1
+    while osp.exists(candidate):
+        n += 1
+        candidate = osp.join(parent, f".{name}.replaced-{stamp}-{n}")
+    return candidate
+
+
+def stale_message(output_dir: str, diffs: Sequence[run_record.Difference]) -> str:
+    return (
+        f'The run folder "{output_dir}" holds a run made with another config:\n'
+        f"{run_record.format_differences(diffs)}\n"
+        "It is neither resumed nor counted as finished for this command. Either\n"
+        "  - pick another --output-dir for this config, or\n"
+        "  - add --restart to move the old run aside (it is renamed, not deleted) and start afresh."
+    )
+
+
+def check_model_dir(args: argparse.Namespace, cfg) -> str:
+    """The fingerprint of the model ``--eval-only --model-dir`` loads (\"\" when it has no
+    record); an error naming each key that changes the model when it differs."""
+    if not (args.eval_only and args.model_dir):
+        return ""
+    record = run_record.read_record(args.model_dir)
+    if record is None:
+        return ""
+    diffs = run_record.differences(run_record.model_keys(record["keys"]),
+                                   run_record.model_keys(run_record.result_keys(cfg)))
+    if diffs:
+        raise SystemExit(
+            f'The model in --model-dir "{args.model_dir}" was trained with other settings of the model:\n'
+            f"{run_record.format_differences(diffs)}\n"
+            "Evaluate it with the config it was trained with (the same --config-file and KEY VALUE "
+            f"overrides; see {osp.join(args.model_dir, run_record.CONFIG_FILE)}), or point --model-dir at "
+            "a model trained with these settings."
+        )
+    return record["fingerprint"]
 
 
 def register_components() -> None:
@@ -148,19 +199,50 @@ def main(args: argparse.Namespace) -> None:
         print(f"error: {err}", file=sys.stderr)
         raise SystemExit(RUN_LOCKED_EXIT_CODE) from None
     try:
+        if args.restart:
+            lock = restart_aside(cfg.OUTPUT_DIR, lock)
         run_locked(args, cfg)
     finally:
         lock.release()
 
 
+def restart_aside(output_dir: str, lock: RunLock) -> RunLock:
+    """``--restart``: move the run in ``output_dir`` (if any) aside and lock the fresh folder."""
+    if not any(n != ".run.lock" for n in os.listdir(output_dir)):
+        return lock
+    aside = moved_aside_name(output_dir)
+    os.rename(output_dir, aside)  # the lock file moves too; this process still holds it
+    fresh = RunLock(output_dir)
+    try:
+        fresh.acquire()
+    except RunLockedError as err:
+        lock.release()
+        print(f"error: {err}", file=sys.stderr)
+        raise SystemExit(RUN_LOCKED_EXIT_CODE) from None
+    lock.release()
+    print(f'--restart: moved the previous run in "{output_dir}" aside to "{aside}"')
+    return fresh
+
+
 def run_locked(args: argparse.Namespace, cfg) -> None:
     """The run itself, while this process holds the output directory's lock."""
-    done = finished_run(cfg.OUTPUT_DIR, args.eval_only, tests=not cfg.TEST.NO_TEST)
-    if done:
+    import torch
+
+    from dassl.engine import build_trainer
+    from dassl.utils import set_random_seed, setup_logger
+
+    state = run_state(args, cfg)
+    if state.stale:
+        raise SystemExit(stale_message(cfg.OUTPUT_DIR, state.diffs))
+    if state.finished:
         raise SystemExit(
-            f'Refusing to overwrite the finished run in "{cfg.OUTPUT_DIR}" (see {done}). '
-            "Pick another --output-dir, or delete that directory to run again."
+            f'Refusing to overwrite the finished run in "{cfg.OUTPUT_DIR}" (see its log.txt). '
+            "Pick another --output-dir, or add --restart to move it aside and run again."
         )
+    if state.legacy and state.exists:
+        print(run_record.LEGACY_WARNING.format(dir=cfg.OUTPUT_DIR, record=run_record.RECORD_FILE))
+    model_fingerprint = check_model_dir(args, cfg)
+    run_record.write_record(cfg.OUTPUT_DIR, cfg, [sys.executable, *sys.argv], model_fingerprint)
 
     if cfg.SEED >= 0:
         print(f"Setting fixed seed: {cfg.SEED}")
