@@ -16,7 +16,7 @@ resumed nor skipped as finished; the message names each differing key and the tw
 on (another ``--output-dir``, or ``--restart``, which moves the old run aside).
 
 ``import train`` loads no torch (the engine is imported when a run starts): the scripts
-ask ``run_state_cli`` whether a command's run is finished, once per script call.
+ask ``finished_cli`` whether a command's run is finished, once per script call.
 """
 from __future__ import annotations
 
@@ -24,7 +24,6 @@ import argparse
 import os
 import os.path as osp
 import sys
-import time
 from typing import Optional, Sequence
 
 from dassl import run_record
@@ -125,27 +124,21 @@ def run_state(args: argparse.Namespace, cfg) -> run_record.RunState:
     return run_record.run_state(cfg.OUTPUT_DIR, cfg, eval_only=args.eval_only)
 
 
-def run_state_cli(argv: Sequence[str]) -> int:
-    """``finished`` of ``scripts/lib.sh``: exit 0 when the run of this ``train.py`` command
-    line is finished (and by its config), 1 when it is not, 3 when its folder is stale."""
-    args = build_parser().parse_args(list(argv))
-    state = run_state(args, setup_cfg(args))
+def finished_cli(argv: Sequence[str]) -> int:
+    """``finished DIR [TRAIN_PY_ARGS...]`` of ``scripts/lib.sh``: exit 0 when ``DIR`` holds the
+    finished run (made by the config of the ``train.py`` arguments, when given), 1 when it
+    does not, 3 when it holds a run of another config (stale)."""
+    if not argv:
+        raise SystemExit("usage: finished DIR [TRAIN_PY_ARGS ...]")
+    run_dir, command = argv[0], list(argv[1:])
+    if command:
+        args = build_parser().parse_args(command)
+        state = run_record.run_state(run_dir, setup_cfg(args), eval_only=args.eval_only)
+    else:
+        state = run_record.run_state(run_dir)
     if state.stale:
         return 3
     return 0 if state.finished else 1
-
-
-def moved_aside_name(output_dir: str) -> str:
-    """Where ``--restart`` moves a run folder: a hidden sibling, so that no result parser
-    (``seed*`` patterns, upstream's every-sub-folder mode) counts it as a run."""
-    parent, name = osp.split(osp.normpath(osp.abspath(output_dir)))
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    candidate = osp.join(parent, f".{name}.replaced-{stamp}")
-    n = 1
-    while osp.exists(candidate):
-        n += 1
-        candidate = osp.join(parent, f".{name}.replaced-{stamp}-{n}")
-    return candidate
 
 
 def stale_message(output_dir: str, diffs: Sequence[run_record.Difference]) -> str:
@@ -210,7 +203,7 @@ def restart_aside(output_dir: str, lock: RunLock) -> RunLock:
     """``--restart``: move the run in ``output_dir`` (if any) aside and lock the fresh folder."""
     if not any(n != ".run.lock" for n in os.listdir(output_dir)):
         return lock
-    aside = moved_aside_name(output_dir)
+    aside = run_record.aside_path(output_dir)
     os.rename(output_dir, aside)  # the lock file moves too; this process still holds it
     fresh = RunLock(output_dir)
     try:
@@ -242,7 +235,8 @@ def run_locked(args: argparse.Namespace, cfg) -> None:
     if state.legacy and state.exists:
         print(run_record.LEGACY_WARNING.format(dir=cfg.OUTPUT_DIR, record=run_record.RECORD_FILE))
     model_fingerprint = check_model_dir(args, cfg)
-    run_record.write_record(cfg.OUTPUT_DIR, cfg, [sys.executable, *sys.argv], model_fingerprint)
+    run_record.write_record(cfg.OUTPUT_DIR, cfg, [sys.executable, *sys.argv], model_fingerprint,
+                            args.model_dir if args.eval_only else "")
 
     if cfg.SEED >= 0:
         print(f"Setting fixed seed: {cfg.SEED}")

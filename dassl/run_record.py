@@ -42,7 +42,7 @@ __all__ = [
     "RECORD_FILE", "CONFIG_FILE", "RESULT_MARK", "WHERE", "SHOWN", "RESULT", "MODEL", "KEY_ROLES",
     "key_role", "flat_config", "result_keys", "fingerprint", "model_keys", "Difference", "differences",
     "format_differences", "read_record", "write_record", "result_logged", "RunState", "run_state",
-    "code_version", "LEGACY_WARNING",
+    "code_version", "LEGACY_WARNING", "evaluated_model_changed", "aside_path",
 ]
 
 RECORD_FILE = "run_record.json"
@@ -214,7 +214,8 @@ def _write_atomically(path: str, text: str) -> None:
     os.replace(tmp, path)  # readers see the old file or the new one, never half of one
 
 
-def write_record(run_dir: str, cfg: Any, command: Sequence[str], model_fingerprint: str = "") -> Dict[str, Any]:
+def write_record(run_dir: str, cfg: Any, command: Sequence[str], model_fingerprint: str = "",
+                 model_dir: str = "") -> Dict[str, Any]:
     """Write (or, for a resumed run, extend) the folder's record and ``config.yaml``.
 
     The caller has compared an existing record first (:func:`run_state`): this one only
@@ -225,7 +226,8 @@ def write_record(run_dir: str, cfg: Any, command: Sequence[str], model_fingerpri
     record = read_record(run_dir)
     if record is None or record["fingerprint"] != new_print:
         record = {"version": _RECORD_VERSION, "fingerprint": new_print, "keys": keys,
-                  "model_fingerprint": model_fingerprint, "attempts": []}
+                  "model_dir": osp.abspath(model_dir) if model_dir else "", "model_fingerprint": model_fingerprint,
+                  "attempts": []}
     record["attempts"].append({
         "started": datetime.datetime.now().isoformat(timespec="seconds"),
         "command": list(command),
@@ -261,6 +263,32 @@ def _training_ended(run_dir: str) -> bool:
             return any(line.strip() in ("Finish training", "Finished training") for line in f)
     except OSError:
         return False
+
+
+def evaluated_model_changed(run_dir: str) -> Optional[str]:
+    """Why an evaluation's result no longer holds: the model folder it loaded (``--model-dir``)
+    now holds a run of another config (retrained since). None when it still matches, or
+    when either side has no record."""
+    record = read_record(run_dir)
+    if not record or not record.get("model_dir") or not record.get("model_fingerprint"):
+        return None
+    model = read_record(record["model_dir"]) if osp.isdir(record["model_dir"]) else None
+    if model is None or model["fingerprint"] == record["model_fingerprint"]:
+        return None
+    return f"the model it evaluated ({record['model_dir']}) has since been replaced by a run of another config"
+
+
+def aside_path(run_dir: str) -> str:
+    """Where a replaced run folder is moved: a hidden sibling, so that no result parser
+    (``seed*`` patterns, upstream's every-sub-folder mode) counts it as a run."""
+    parent, name = osp.split(osp.normpath(osp.abspath(run_dir)))
+    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+    candidate = osp.join(parent, f".{name}.replaced-{stamp}")
+    n = 1
+    while osp.exists(candidate):
+        n += 1
+        candidate = osp.join(parent, f".{name}.replaced-{stamp}-{n}")
+    return candidate
 
 
 @dataclass

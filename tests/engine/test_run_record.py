@@ -153,10 +153,12 @@ def test_a_finished_run_with_another_config_is_stale_not_finished(toy_root, tmp_
         run(toy_argv(toy_root, out, "OPTIM.WEIGHT_DECAY", "0.1"))
 
     def state(*opts):
-        return train.run_state_cli(toy_argv(toy_root, out, *opts))
+        return train.finished_cli([str(out)] + toy_argv(toy_root, out, *opts))
 
     assert state() == 0 and state("OPTIM.WEIGHT_DECAY", "0.1") == 3
-    assert train.run_state_cli(toy_argv(toy_root, tmp_path / "never")) == 1
+    assert train.finished_cli([str(out)]) == 0  # the folder alone: its log holds the result
+    never = tmp_path / "never"
+    assert train.finished_cli([str(never)] + toy_argv(toy_root, never)) == 1
 
 
 def test_a_resumed_run_keeps_one_record_with_each_attempt(toy_root, tmp_path, monkeypatch):
@@ -191,12 +193,12 @@ def test_folders_without_a_record_keep_working_with_one_warning(toy_root, tmp_pa
     warnings = [line for line in capsys.readouterr().out.splitlines() if line.startswith("warning:")]
     assert len(warnings) == 1 and "has no run_record.json" in warnings[0]
     assert "=> result" in (out / "log.txt").read_text()
-    assert train.run_state_cli(toy_argv(toy_root, out)) == 0  # it has a record now
+    assert train.finished_cli([str(out)] + toy_argv(toy_root, out)) == 0  # it has a record now
 
     upstream = tmp_path / "upstream"
     upstream.mkdir()
     (upstream / "log.txt").write_text("Finish training\n=> result\n* accuracy: 50.0%\n")
-    assert train.run_state_cli(toy_argv(toy_root, upstream)) == 0  # finished, as before
+    assert train.finished_cli([str(upstream)] + toy_argv(toy_root, upstream)) == 0  # finished, as before
     state = run_record.run_state(str(upstream), None)
     assert state.legacy and state.finished
 
