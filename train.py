@@ -21,6 +21,8 @@ ask ``finished_cli`` whether a command's run is finished, once per script call.
 from __future__ import annotations
 
 import argparse
+import hashlib
+import json
 import os
 import os.path as osp
 import sys
@@ -124,6 +126,39 @@ def run_state(args: argparse.Namespace, cfg) -> run_record.RunState:
     return run_record.run_state(cfg.OUTPUT_DIR, cfg, eval_only=args.eval_only)
 
 
+# Arguments that only say where things are (or how to start): outside the command digest.
+_PLACE_ARGS = ("output_dir", "root", "resume", "model_dir", "restart", "config_file", "dataset_config_file")
+
+
+def command_digest(args: argparse.Namespace) -> str:
+    """A hash of what this command line feeds into the config: its arguments (places
+    aside), the contents of its config files and the code version. Equal digests mean
+    equal configs, which spares building the config (it imports every trainer) in the
+    common case; different digests settle nothing (the config is then compared)."""
+    files = []
+    for path in (args.dataset_config_file, args.config_file):
+        try:
+            with open(path, "rb") as f:
+                files.append(hashlib.sha256(f.read()).hexdigest())
+        except (OSError, TypeError):
+            files.append(str(path or ""))
+    given = {k: v for k, v in sorted(vars(args).items()) if k not in _PLACE_ARGS}
+    text = json.dumps({"args": given, "files": files, "code": run_record.code_version()}, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def command_state(run_dir: str, args: argparse.Namespace, config_of=None) -> run_record.RunState:
+    """``run_dir`` judged against this command line: by its digest when the record has the
+    same one, else by its config (``config_of(args)``, default :func:`setup_cfg`)."""
+    record = run_record.read_record(run_dir) if osp.isdir(run_dir) else None
+    if record is not None and record.get("command_digest") == command_digest(args):
+        return run_record.run_state(run_dir, keys=record["keys"], eval_only=args.eval_only)
+    if record is None:  # nothing to compare: judged by the log alone
+        return run_record.run_state(run_dir, eval_only=args.eval_only)
+    cfg = (config_of or setup_cfg)(args)
+    return run_record.run_state(run_dir, cfg, eval_only=args.eval_only)
+
+
 def finished_cli(argv: Sequence[str]) -> int:
     """``finished DIR [TRAIN_PY_ARGS...]`` of ``scripts/lib.sh``: exit 0 when ``DIR`` holds the
     finished run (made by the config of the ``train.py`` arguments, when given), 1 when it
@@ -132,8 +167,7 @@ def finished_cli(argv: Sequence[str]) -> int:
         raise SystemExit("usage: finished DIR [TRAIN_PY_ARGS ...]")
     run_dir, command = argv[0], list(argv[1:])
     if command:
-        args = build_parser().parse_args(command)
-        state = run_record.run_state(run_dir, setup_cfg(args), eval_only=args.eval_only)
+        state = command_state(run_dir, build_parser().parse_args(command))
     else:
         state = run_record.run_state(run_dir)
     if state.stale:
@@ -236,7 +270,7 @@ def run_locked(args: argparse.Namespace, cfg) -> None:
         print(run_record.LEGACY_WARNING.format(dir=cfg.OUTPUT_DIR, record=run_record.RECORD_FILE))
     model_fingerprint = check_model_dir(args, cfg)
     run_record.write_record(cfg.OUTPUT_DIR, cfg, [sys.executable, *sys.argv], model_fingerprint,
-                            args.model_dir if args.eval_only else "")
+                            args.model_dir if args.eval_only else "", command_digest(args))
 
     if cfg.SEED >= 0:
         print(f"Setting fixed seed: {cfg.SEED}")

@@ -215,7 +215,7 @@ def _write_atomically(path: str, text: str) -> None:
 
 
 def write_record(run_dir: str, cfg: Any, command: Sequence[str], model_fingerprint: str = "",
-                 model_dir: str = "") -> Dict[str, Any]:
+                 model_dir: str = "", command_digest: str = "") -> Dict[str, Any]:
     """Write (or, for a resumed run, extend) the folder's record and ``config.yaml``.
 
     The caller has compared an existing record first (:func:`run_state`): this one only
@@ -228,6 +228,9 @@ def write_record(run_dir: str, cfg: Any, command: Sequence[str], model_fingerpri
         record = {"version": _RECORD_VERSION, "fingerprint": new_print, "keys": keys,
                   "model_dir": osp.abspath(model_dir) if model_dir else "", "model_fingerprint": model_fingerprint,
                   "attempts": []}
+    # The digest of the latest command line that made this config (train.py's command_digest):
+    # a shortcut for the finished check, outside the fingerprint.
+    record["command_digest"] = command_digest
     record["attempts"].append({
         "started": datetime.datetime.now().isoformat(timespec="seconds"),
         "command": list(command),

@@ -16,8 +16,7 @@ test after training = base accuracy) and ``test_new/<same>/log.txt`` (the eval-o
 run = novel accuracy). Base and Novel are mean +- std over seeds; HM is the harmonic
 mean of the means; with several datasets each method also gets an average row.
 
-A run is read only when it is finished as ``dassl/run_record.py`` defines it; a run whose
-result no longer holds is left out with a note (:func:`left_out_reason`): an evaluation
+A run whose result no longer holds is left out with a note (:func:`left_out_reason`): an evaluation
 whose model folder has since been replaced by a run of another config, or (given the
 runner's plans, ``tools.benchmark report``) a folder made with another config than its
 planned command.

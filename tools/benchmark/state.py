@@ -23,7 +23,7 @@ import socket
 import sys
 from collections import Counter
 from dataclasses import dataclass
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
 from dassl import run_record
 from dassl.run_lock import lock_holder
@@ -46,25 +46,36 @@ def is_finished(outdir: str) -> bool:
 
 
 @functools.lru_cache(maxsize=None)
-def _planned_keys(argv: Tuple[str, ...]) -> Tuple[Dict[str, Any], bool]:
-    """The result keys of a planned ``train.py`` command (built as ``train.py`` builds its
-    config, from the repository root) and whether it only evaluates."""
+def _planned_args(argv: Tuple[str, ...]):
+    """The parsed arguments of a planned ``train.py`` command (``PYTHON train.py ARGS``), its
+    config files resolved from the repository root, where the scripts run it."""
     if str(REPO) not in sys.path:
         sys.path.insert(0, str(REPO))
-    import train  # no torch: only its command line and config
+    import train  # no torch: only its command line
 
-    args = train.build_parser().parse_args(list(argv[2:]))  # argv: PYTHON train.py ARGS
+    args = train.build_parser().parse_args(list(argv[2:]))
     for name in ("config_file", "dataset_config_file"):
         path = getattr(args, name)
         if path and not osp.isabs(path):
             setattr(args, name, str(REPO / path))
-    return run_record.result_keys(train.setup_cfg(args)), bool(args.eval_only)
+    return args
+
+
+@functools.lru_cache(maxsize=None)
+def _planned_config(argv: Tuple[str, ...]):
+    import train
+
+    return train.setup_cfg(_planned_args(argv))  # imports every trainer: only when a digest differs
 
 
 def planned_state(run: Run) -> run_record.RunState:
-    """The state of ``run``'s folder judged against its planned command."""
-    keys, eval_only = _planned_keys(tuple(run.argv))
-    return run_record.run_state(run.outdir, keys=keys, eval_only=eval_only)
+    """The state of ``run``'s folder judged against its planned command (``train.command_state``)."""
+    import train
+
+    argv = tuple(run.argv)
+    if len(argv) < 2:  # not a train.py command: the folder alone
+        return run_record.run_state(run.outdir)
+    return train.command_state(run.outdir, _planned_args(argv), lambda args: _planned_config(argv))
 
 
 def run_log(outdir: str) -> Optional[str]:
