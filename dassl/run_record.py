@@ -66,7 +66,7 @@ KEY_ROLES: Tuple[Tuple[str, str, str], ...] = (
     ("OUTPUT_DIR", WHERE, "the run folder itself"),
     ("RESUME", WHERE, "the folder a training resumes from (its own record is compared)"),
     ("DATASET.ROOT", WHERE, "where the datasets are"),
-    ("DATASET.CACHE_DIR", WHERE, "where split and few-shot caches go (their content is checksummed)"),
+    ("DATASET.CACHE_DIR", WHERE, "where split and few-shot caches go"),
     ("FEATURE_CACHE.*", WHERE, "the image-feature cache: exact by test, whether on or off"),
     ("TRAINER.*.DESC_CACHE_DIR", WHERE, "where the description embeddings are cached"),
     ("VERBOSE", SHOWN, "printing"),
