@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import datetime
 import fnmatch
+import functools
 import glob
 import hashlib
 import json
@@ -178,6 +179,7 @@ def format_differences(diffs: Sequence[Difference], indent: str = "  ") -> str:
     return "\n".join(indent + str(d) for d in diffs)
 
 
+@functools.lru_cache(maxsize=None)  # once per process: the runner judges many folders
 def code_version(repo: Optional[str] = None) -> str:
     """``git describe --always --dirty`` of the code's repository, or "" when unknown."""
     repo = repo or osp.dirname(osp.dirname(osp.abspath(__file__)))
