@@ -21,7 +21,7 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import Dict, Iterator, Sequence
+from typing import Dict, Iterator, List, Sequence
 
 REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
@@ -33,7 +33,7 @@ from tools.benchmark.methods import discover_methods, select_methods  # noqa: E4
 from tools.results import report_base2new  # noqa: E402
 
 
-def method_folders() -> list:
+def method_folders() -> List[str]:
     """Every method with benchmark scripts, as the runner finds them (the table orders the
     rows by ``tools.results.METHOD_ORDER``)."""
     return [m.folder for m in discover_methods()]
