@@ -217,3 +217,26 @@ def test_a_damaged_record_names_its_file(tmp_path):
     (tmp_path / run_record.RECORD_FILE).write_text('{"fingerprint": "ab')
     with pytest.raises(ValueError, match=r"run_record.json cannot be read .*--restart"):
         run_record.run_state(str(tmp_path), None)
+
+
+def test_parse_test_res_leaves_out_an_evaluation_of_a_replaced_model(toy_root, tmp_path, capsys):
+    import parse_test_res
+
+    root = tmp_path / "base2new"
+    common = "engine_toy/shots_4/EngineToyTrainer/toy/seed1"
+    base, new = root / "train_base" / common, root / "test_new" / common
+    run(toy_argv(toy_root, base))
+    run(["--eval-only", "--model-dir", str(base), "--load-epoch", "2"] + toy_argv(toy_root, new))
+    parse_test_res.main([str(root), "--base2new"])
+    table = capsys.readouterr().out
+    assert "left out" not in table and "warning" not in table
+    row = next(line for line in table.splitlines() if line.startswith("EngineToyTrainer"))
+    assert row.split()[4] != "-"  # Novel is there
+
+    run(["--restart"] + toy_argv(toy_root, base, "OPTIM.LR", "0.5"))  # the model is replaced
+    capsys.readouterr()
+    parse_test_res.main([str(root), "--base2new"])
+    table = capsys.readouterr().out
+    assert f"note: left out {new}: the model it evaluated ({base}) has since been replaced" in table
+    row = next(line for line in table.splitlines() if line.startswith("EngineToyTrainer"))
+    assert row.split()[-2:] == ["-", "1/0"]  # HM and seeds: the evaluation is not counted
