@@ -10,32 +10,32 @@ Differences from upstream: ``--seed 0`` is honoured; an output directory whose r
 has finished is refused (pick another one), and a partial one is resumed; a run holds
 its output directory's lock (``dassl.run_lock``) for its whole life, so a second run on
 the same directory stops at once with exit code 75 instead of clobbering the first.
+Every run folder records its resolved config and the fingerprint of the keys that change
+its numbers (``dassl/run_record.py``): a folder made with another config is neither
+resumed nor skipped as finished; the message names each differing key and the two ways
+on (another ``--output-dir``, or ``--restart``, which moves the old run aside).
+
+``import train`` loads no torch (the engine is imported when a run starts): the scripts
+ask ``finished_cli`` whether a command's run is finished, once per script call.
 """
 from __future__ import annotations
 
 import argparse
+import hashlib
+import json
 import os
 import os.path as osp
 import sys
 import time
 from typing import List, Optional, Sequence, Tuple
 
-import torch
-
+from dassl import run_record
 from dassl.config import get_cfg_default
 from dassl.cpu_allocation import allocated_cpus, capped_workers, decide_threads
-from dassl.engine import build_trainer
-from dassl.engine.cost import write_run_cost
 from dassl.process_tree import die_with_parent_if_asked
 from dassl.run_lock import RUN_LOCKED_EXIT_CODE, RunLock, RunLockedError
-from dassl.utils import CheckpointError, collect_env_info, set_random_seed, setup_logger
 
-END_SIGNALS = ("Finish training", "Finished training")
-RESULT_SIGNAL = "=> result"
 TRACEBACK_ENV = "SEMPT_TRACEBACK"
-#: Errors that tell the user what to change (a config, a path, a disk): printed as their
-#: message alone. Their traceback still goes to the run's log.txt once it exists.
-USER_ERRORS = (ValueError, KeyError, OSError, CheckpointError)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -56,6 +56,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--model-dir", type=str, default="", help="load model from this directory for eval-only mode")
     parser.add_argument("--load-epoch", type=int, help="load model weights at this epoch for evaluation")
     parser.add_argument("--no-train", action="store_true", help="do not call trainer.train()")
+    parser.add_argument("--restart", action="store_true",
+                        help="move the run already in --output-dir aside (renamed, never deleted) and start afresh")
     parser.add_argument("--traceback", action="store_true",
                         help=f"on an error, print the full traceback, not only its message (also: {TRACEBACK_ENV}=1)")
     parser.add_argument(
@@ -164,23 +166,95 @@ def print_args(args: argparse.Namespace, cfg) -> None:
     print(cfg)
 
 
-def finished_run(output_dir: str, eval_only: bool, tests: bool = True) -> Optional[str]:
-    """The path of ``output_dir``'s log if it records a finished run, else None.
+def collect_env_info() -> str:
+    from dassl.utils import collect_env_info as collect  # torch: imported when a run starts
 
-    A run is finished once it printed its result block (``=> result``), as the scripts
-    (``finished`` in ``scripts/lib.sh``) and the benchmark runner judge it: a training run
-    stopped between the end of training and the end of its final test is not finished,
-    and running it again resumes it (the epochs are done, the test runs). A training run
-    that does not test (``tests=False``: ``TEST.NO_TEST``) is finished at the end of training.
-    """
-    log = osp.join(output_dir, "log.txt")
-    if not osp.isfile(log):
-        return None
-    signals = (RESULT_SIGNAL,) if eval_only or tests else END_SIGNALS
-    with open(log, errors="replace") as f:
-        if any(line.strip() in signals for line in f):
-            return log
-    return None
+    return collect()
+
+
+def run_state(args: argparse.Namespace, cfg) -> run_record.RunState:
+    """The state of ``cfg.OUTPUT_DIR`` for this command (``dassl.run_record.run_state``)."""
+    return run_record.run_state(cfg.OUTPUT_DIR, cfg, eval_only=args.eval_only)
+
+
+# Arguments that only say where things are (or how to start): outside the command digest.
+_PLACE_ARGS = ("output_dir", "root", "resume", "model_dir", "restart", "config_file", "dataset_config_file")
+
+
+def command_digest(args: argparse.Namespace) -> str:
+    """A hash of what this command line feeds into the config: its arguments (places
+    aside), the contents of its config files and the code version. Equal digests mean
+    equal configs, which spares building the config (it imports every trainer) in the
+    common case; different digests settle nothing (the config is then compared)."""
+    files = []
+    for path in (args.dataset_config_file, args.config_file):
+        try:
+            with open(path, "rb") as f:
+                files.append(hashlib.sha256(f.read()).hexdigest())
+        except (OSError, TypeError):
+            files.append(str(path or ""))
+    given = {k: v for k, v in sorted(vars(args).items()) if k not in _PLACE_ARGS}
+    text = json.dumps({"args": given, "files": files, "code": run_record.code_version()}, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def command_state(run_dir: str, args: argparse.Namespace, config_of=None) -> run_record.RunState:
+    """``run_dir`` judged against this command line: by its digest when the record has the
+    same one, else by its config (``config_of(args)``, default :func:`setup_cfg`)."""
+    record = run_record.read_record(run_dir) if osp.isdir(run_dir) else None
+    if record is not None and record.get("command_digest") == command_digest(args):
+        return run_record.run_state(run_dir, keys=record["keys"], eval_only=args.eval_only)
+    if record is None:  # nothing to compare: judged by the log alone
+        return run_record.run_state(run_dir, eval_only=args.eval_only)
+    cfg = (config_of or setup_cfg)(args)
+    return run_record.run_state(run_dir, cfg, eval_only=args.eval_only)
+
+
+def finished_cli(argv: Sequence[str]) -> int:
+    """``finished DIR [TRAIN_PY_ARGS...]`` of ``scripts/lib.sh``: exit 0 when ``DIR`` holds the
+    finished run (made by the config of the ``train.py`` arguments, when given), 1 when it
+    does not, 3 when it holds a run of another config (stale)."""
+    if not argv:
+        raise SystemExit("usage: finished DIR [TRAIN_PY_ARGS ...]")
+    run_dir, command = argv[0], list(argv[1:])
+    if command:
+        state = command_state(run_dir, build_parser().parse_args(command))
+    else:
+        state = run_record.run_state(run_dir)
+    if state.stale:
+        return 3
+    return 0 if state.finished else 1
+
+
+def stale_message(output_dir: str, diffs: Sequence[run_record.Difference]) -> str:
+    return (
+        f'The run folder "{output_dir}" holds a run made with another config:\n'
+        f"{run_record.format_differences(diffs)}\n"
+        "It is neither resumed nor counted as finished for this command. Either\n"
+        "  - pick another --output-dir for this config, or\n"
+        "  - add --restart to move the old run aside (it is renamed, not deleted) and start afresh."
+    )
+
+
+def check_model_dir(args: argparse.Namespace, cfg) -> str:
+    """The fingerprint of the model ``--eval-only --model-dir`` loads (\"\" when it has no
+    record); an error naming each key that changes the model when it differs."""
+    if not (args.eval_only and args.model_dir):
+        return ""
+    record = run_record.read_record(args.model_dir)
+    if record is None:
+        return ""
+    diffs = run_record.differences(run_record.model_keys(record["keys"]),
+                                   run_record.model_keys(run_record.result_keys(cfg)))
+    if diffs:
+        raise SystemExit(
+            f'The model in --model-dir "{args.model_dir}" was trained with other settings of the model:\n'
+            f"{run_record.format_differences(diffs)}\n"
+            "Evaluate it with the config it was trained with (the same --config-file and KEY VALUE "
+            f"overrides; see {osp.join(args.model_dir, run_record.CONFIG_FILE)}), or point --model-dir at "
+            "a model trained with these settings."
+        )
+    return record["fingerprint"]
 
 
 def use_cpu_allocation(cfg) -> None:
@@ -189,6 +263,8 @@ def use_cpu_allocation(cfg) -> None:
     An exported ``OMP_NUM_THREADS`` is torch's own setting; otherwise torch would use every
     core of the node, whatever the SLURM allocation (dassl.cpu_allocation).
     """
+    import torch
+
     threads = decide_threads()
     if threads.count < torch.get_num_threads():
         torch.set_num_threads(threads.count)
@@ -234,20 +310,53 @@ def main(args: argparse.Namespace) -> None:
         print(f"error: {err}", file=sys.stderr)
         raise SystemExit(RUN_LOCKED_EXIT_CODE) from None
     try:
+        if args.restart:
+            lock = restart_aside(cfg.OUTPUT_DIR, lock)
         run_locked(args, cfg)
     finally:
         lock.release()
 
 
+def restart_aside(output_dir: str, lock: RunLock) -> RunLock:
+    """``--restart``: move the run in ``output_dir`` (if any) aside and lock the fresh folder."""
+    if not any(n != ".run.lock" for n in os.listdir(output_dir)):
+        return lock
+    aside = run_record.aside_path(output_dir)
+    os.rename(output_dir, aside)  # the lock file moves too; this process still holds it
+    fresh = RunLock(output_dir)
+    try:
+        fresh.acquire()
+    except RunLockedError as err:
+        lock.release()
+        print(f"error: {err}", file=sys.stderr)
+        raise SystemExit(RUN_LOCKED_EXIT_CODE) from None
+    lock.release()
+    print(f'--restart: moved the previous run in "{output_dir}" aside to "{aside}"')
+    return fresh
+
+
 def run_locked(args: argparse.Namespace, cfg) -> None:
     """The run itself, while this process holds the output directory's lock."""
     setup_started = time.perf_counter()
-    done = finished_run(cfg.OUTPUT_DIR, args.eval_only, tests=not cfg.TEST.NO_TEST)
-    if done:
+    import torch
+
+    from dassl.engine import build_trainer
+    from dassl.engine.cost import write_run_cost
+    from dassl.utils import set_random_seed, setup_logger
+
+    state = run_state(args, cfg)
+    if state.stale:
+        raise SystemExit(stale_message(cfg.OUTPUT_DIR, state.diffs))
+    if state.finished:
         raise SystemExit(
-            f'Refusing to overwrite the finished run in "{cfg.OUTPUT_DIR}" (see {done}). '
-            "Pick another --output-dir, or delete that directory to run again."
+            f'Refusing to overwrite the finished run in "{cfg.OUTPUT_DIR}" (see its log.txt). '
+            "Pick another --output-dir, or add --restart to move it aside and run again."
         )
+    if state.legacy and state.exists:
+        print(run_record.LEGACY_WARNING.format(dir=cfg.OUTPUT_DIR, record=run_record.RECORD_FILE))
+    model_fingerprint = check_model_dir(args, cfg)
+    run_record.write_record(cfg.OUTPUT_DIR, cfg, [sys.executable, *sys.argv], model_fingerprint,
+                            args.model_dir if args.eval_only else "", command_digest(args))
 
     if cfg.SEED >= 0:
         print(f"Setting fixed seed: {cfg.SEED}")
@@ -292,16 +401,22 @@ def _message(err: BaseException) -> str:
 
 
 def console_main(argv: Optional[Sequence[str]] = None) -> int:
-    """``python train.py``: a user error (:data:`USER_ERRORS`) prints its message alone and
+    """``python train.py``: a user error (a ``ValueError``, ``KeyError``, ``OSError`` or
+    ``CheckpointError``) prints its message alone and
     exits 1; ``--traceback`` or ``SEMPT_TRACEBACK=1`` print the traceback instead."""
     args = parse_arguments(build_parser(), argv)
     die_with_parent_if_asked()  # started by the benchmark runner: end with it (dassl.process_tree)
     if args.traceback or os.environ.get(TRACEBACK_ENV) == "1":
         main(args)
         return 0
+    from dassl.utils import CheckpointError  # torch: only once a run starts
+
+    # Errors that tell the user what to change (a config, a path, a disk): printed as their
+    # message alone. Their traceback still goes to the run's log.txt once it exists.
+    user_errors = (ValueError, KeyError, OSError, CheckpointError)
     try:
         main(args)
-    except USER_ERRORS as err:
+    except user_errors as err:
         print(f"error: {_message(err)}", file=sys.stderr)
         print(f"({type(err).__name__}; the traceback: rerun with --traceback, or see the run's log.txt)",
               file=sys.stderr)

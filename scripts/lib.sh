@@ -28,8 +28,10 @@
 #           is trained on, else "") and "argv" (the exact train.py command, run from the
 #           repository root "cwd"); the trained model a test needs is not required to exist.
 #
-# A run whose log already holds the final "=> result" block is skipped; an unfinished
-# one is run again in the same folder, where training resumes from its checkpoint.
+# A finished run (its log holds the final "=> result" block and its run record the same
+# config: `finished` below) is skipped; an unfinished one is run again in the same folder,
+# where training resumes from its checkpoint; a folder made with another config is
+# refused by train.py, naming the keys that differ.
 set -euo pipefail
 
 REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -118,8 +120,11 @@ cfg = yaml.safe_load(open(sys.argv[1])) or {}
 print(int((cfg.get("OPTIM") or {}).get("MAX_EPOCH", 10)))  # 10: the engine default' "$config"
 }
 
-finished() {  # finished DIR: its log holds the final result block
-    grep -qs '^=> result' "$1"/log.txt*
+finished() {  # finished DIR [TRAIN_PY_ARGS...]: DIR holds the finished run of this train.py command
+    # The one definition (dassl/run_record.py, through train.py's finished_cli): the log holds
+    # the final result block and the run's record, if any, has this command's config; a
+    # folder of another config is not finished (train.py then names the differing keys).
+    "$PYTHON" -c 'import sys, train; sys.exit(train.finished_cli(sys.argv[1:]))' "$@"
 }
 
 json_string() {  # json_string TEXT -> TEXT as a JSON string literal
@@ -135,7 +140,7 @@ json_string() {  # json_string TEXT -> TEXT as a JSON string literal
 plan_record() {  # plan_record OUTDIR ARGV...: the SEMPT_PLAN line of one run
     local outdir=$1 done=false arg argv="" sep=""
     shift
-    if finished "$outdir"; then done=true; fi
+    if finished "$outdir" "${@:3}"; then done=true; fi  # "${@:3}": the arguments after PYTHON train.py
     for arg in "$@"; do
         argv+="${sep}$(json_string "$arg")"
         sep=", "
@@ -155,7 +160,7 @@ launch() {  # launch OUTDIR TRAIN_PY_ARGS...
         plan_record "$outdir" "${command[@]}"
         return 0
     fi
-    if finished "$outdir"; then
+    if finished "$outdir" "${command[@]:2}"; then
         echo "The results exist at ${outdir} (finished; skip this job)"
         return 0
     fi

@@ -5,36 +5,63 @@ with the same scripts users run on real data, then one side-by-side Base / Novel
     python -m tools.run_synthetic --seeds 1 --methods coop sempt
 
 The runs are the benchmark runner's (``python -m tools.benchmark run --protocol base2new
---datasets synthetic``): each is ``bash scripts/<method>/base2new_{train,test}.sh synthetic
-SEED`` (on the synthetic world the scripts pick each method's ``synthetic`` config), a test
-after its training, ``--slots`` at once, a failure reported with its log without stopping
-the others. Finished runs are skipped, so an interrupted invocation continues where it
-stopped.
+--datasets synthetic``, called in this process): each is ``bash scripts/<method>/
+base2new_{train,test}.sh synthetic SEED`` (on the synthetic world the scripts pick each
+method's ``synthetic`` config), a test after its training, ``--slots`` at once, a failure
+reported with its log without stopping the others. Finished runs are skipped, so an
+interrupted invocation continues where it stopped. The methods are the runner's
+(``tools/benchmark/methods.py``: every ``scripts/<folder>/method.sh``), so a method added
+with its scripts runs here too; ``--methods`` takes script folders or trainer names.
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
-import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Sequence
+from typing import Dict, Iterator, List, Sequence
 
 REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
+from tools.benchmark import cli as benchmark_cli  # noqa: E402
+from tools.benchmark.methods import discover_methods, select_methods  # noqa: E402
+from tools.results import report_base2new  # noqa: E402
 from tools.synthetic import generate as synthetic_world  # noqa: E402
 
-# Every method with benchmark scripts (the table orders them by parse_test_res.METHOD_ORDER).
-METHODS = ("zsclip", "dclip", "cupl", "linear_probe", "coop", "cocoop", "kgcoop", "prograd", "tcp",
-           "ivlp", "maple", "promptsrc", "sempt")
+
+def method_folders() -> List[str]:
+    """Every method with benchmark scripts, as the runner finds them (the table orders the
+    rows by ``tools.results.METHOD_ORDER``)."""
+    return [m.folder for m in discover_methods()]
+
+
+@contextlib.contextmanager
+def environment(changes: Dict[str, str], removed: Sequence[str]) -> Iterator[None]:
+    """``os.environ`` with ``changes`` and without ``removed`` (the runner, called in this
+    process, reads the scripts' variables from it), restored afterwards."""
+    saved = {key: os.environ.get(key) for key in [*changes, *removed]}
+    os.environ.update(changes)
+    for key in removed:
+        os.environ.pop(key, None)
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--methods", nargs="+", choices=METHODS, default=list(METHODS))
+    parser.add_argument("--methods", nargs="+", default=None, metavar="METHOD",
+                        help="script folders or trainer names (default: every method with scripts: "
+                             + " ".join(method_folders()) + ")")
     parser.add_argument("--seeds", nargs="+", type=int, default=[1, 2, 3])
     parser.add_argument("--data", default=os.environ.get("DATA", "data"),
                         help="dataset root; the world is generated there on first use (default: $DATA or ./data)")
@@ -45,29 +72,35 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="CPU threads per run (default: $OMP_NUM_THREADS if exported, else the CPUs this "
                              "process may use / slots; dassl.cpu_allocation)")
     args = parser.parse_args(argv)
+    try:
+        methods = [m.folder for m in select_methods(args.methods or [], discover_methods())]
+    except ValueError as err:
+        parser.error(str(err))
 
     data = Path(args.data).resolve()
     data.mkdir(parents=True, exist_ok=True)
     output = Path(args.output)
     output_abs = output if output.is_absolute() else REPO / output
-    env = dict(os.environ, DATA=str(data))
-    env.pop("CFG", None)  # a CFG left in the shell would override every method's synthetic config
 
     # Generate the world once, before runs start in parallel (each would otherwise write it,
     # safely but in vain).
     synthetic_world.ensure_world(str(data))
     start = time.time()
-    run = [sys.executable, "-m", "tools.benchmark", "run", "--protocol", "base2new", "--datasets", "synthetic",
-           "--methods", *args.methods, "--seeds", *map(str, args.seeds), "--output", str(output_abs),
-           "--slots", str(args.slots), *(["--threads", str(args.threads)] if args.threads else [])]
-    code = subprocess.run(run, cwd=REPO, env=env).returncode
+    run = ["run", "--protocol", "base2new", "--datasets", "synthetic", "--methods", *methods,
+           "--seeds", *map(str, args.seeds), "--output", str(output_abs), "--slots", str(args.slots),
+           *(["--threads", str(args.threads)] if args.threads else [])]
+    # A CFG left in the shell would override every method's synthetic config.
+    with environment({"DATA": str(data)}, removed=["CFG"]):
+        code = benchmark_cli.main(run)
     print(f"Finished in {time.time() - start:.0f} s\n")
 
-    table = [sys.executable, str(REPO / "parse_test_res.py"), "--base2new", str(output_abs / "base2new"),
-             "--markdown", str(output_abs / "base2new_results.md"), "--csv", str(output_abs / "base2new_results.csv")]
-    table_code = subprocess.run(table, cwd=REPO).returncode
-    return code or table_code
-
+    try:
+        report_base2new(str(output_abs / "base2new"), "accuracy", csv_path=str(output_abs / "base2new_results.csv"),
+                        md_path=str(output_abs / "base2new_results.md"))
+    except ValueError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return code or 1
+    return code
 
 if __name__ == "__main__":
     sys.exit(main())

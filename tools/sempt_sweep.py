@@ -34,6 +34,11 @@ import numpy as np
 from tabulate import tabulate
 
 REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+import train  # noqa: E402  (no torch: its command line and the finished check)
+from tools.results import TEST_SIGNALS, parse_log  # noqa: E402
 
 #: The keys searched, their values (the first is the current default) and, for keys that
 #: need another config file (the label branches), that config's name per value.
@@ -127,24 +132,24 @@ def max_epoch(config: Path) -> int:
 
 
 def final_accuracy(log: Path) -> Optional[float]:
+    """The accuracy of the run's final result block (``tools.results``), or None."""
     if not log.is_file():
         return None
-    text = log.read_text(errors="replace")
-    if "=> result" not in text:
-        return None
-    return float(re.findall(r"\* accuracy: ([\d.]+)%", text.split("=> result")[-1])[0])
+    return parse_log(str(log), "accuracy", TEST_SIGNALS)
 
 
 def run(argv: List[str], out: Path, threads: int) -> None:
-    """One train.py run into ``out`` (skipped when its log holds a result). ``argv`` ends with
-    config overrides (KEY VALUE ...), which take every argument after them, so the output
-    folder goes first."""
-    if final_accuracy(out / "log.txt") is not None:
+    """One train.py run into ``out`` (skipped when finished, as ``dassl/run_record.py``
+    defines it: a folder of another config is not, and train.py then names the keys that
+    differ). ``argv`` ends with config overrides (KEY VALUE ...), which take every argument
+    after them, so the output folder goes first."""
+    command = ["--output-dir", str(out), *argv]
+    if train.finished_cli([str(out), *command]) == 0:
         return
     env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
     out.mkdir(parents=True, exist_ok=True)
     with open(out / "console.txt", "w") as console:
-        result = subprocess.run([sys.executable, "train.py", "--output-dir", str(out), *argv], cwd=REPO, env=env,
+        result = subprocess.run([sys.executable, "train.py", *command], cwd=REPO, env=env,
                                 stdout=console, stderr=subprocess.STDOUT)
     if result.returncode != 0:
         raise RuntimeError(f"run failed (exit {result.returncode}); see {out / 'console.txt'}")

@@ -27,6 +27,8 @@ Beyond upstream (docs/upstream-differences.md, "Checkpoints and resume"):
   each item's augmentation is seeded by (seed, epoch, index) (``dassl/data/data_manager.py``);
   every pass over a loader (an epoch, an evaluation) runs inside the ``data_pass(loader)``
   context, where a trainer can prepare what the pass reads (e.g. cached image features);
+- training never resumes from a folder whose run record (``dassl/run_record.py``) holds
+  another config (``check_resumable``);
 - tensorboard is used only if it is installed.
 """
 from __future__ import annotations
@@ -45,6 +47,7 @@ import torch
 import torch.nn as nn
 from tqdm import tqdm
 
+from dassl import run_record
 from dassl.data import DataManager
 from dassl.evaluation import build_evaluator
 from dassl.utils import (
@@ -95,6 +98,22 @@ def _last_epoch(model_dir: str) -> Optional[int]:
 
 def _is_ignored(key: str, ignored: Sequence[str]) -> bool:
     return any(key == s or key.endswith("." + s) for s in ignored)
+
+
+def check_resumable(directory: str, cfg) -> None:
+    """Refuse to resume from a folder whose run record (``dassl/run_record.py``) was made
+    with another config: its epochs belong to other numbers. A folder without a record
+    (older, or upstream's) resumes as before."""
+    record = run_record.read_record(directory) if osp.isdir(directory) else None
+    if record is None:
+        return
+    keys = run_record.result_keys(cfg)
+    if record["fingerprint"] != run_record.fingerprint(keys):
+        raise RuntimeError(
+            f'Cannot resume from "{directory}": its run was made with another config:\n'
+            f"{run_record.format_differences(run_record.differences(record['keys'], keys))}\n"
+            "Resume it with its own config, or train into another folder."
+        )
 
 
 class LoaderPass:
@@ -539,6 +558,7 @@ class SimpleTrainer(TrainerBase):
 
     def before_train(self) -> None:
         directory = self.cfg.RESUME or self.output_dir
+        check_resumable(directory, self.cfg)
         self.start_epoch = self.resume_model_if_exist(directory)
         # What a killed run left: temporaries of checkpoint writes, and epoch files older than
         # the fallback (a kill between saving an epoch and dropping the one before).

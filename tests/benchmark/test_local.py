@@ -68,7 +68,9 @@ def test_two_slots_give_the_scripts_numbers_and_each_skips_the_others_runs(tmp_p
                       env=bench_env)
     assert again.returncode == 0 and "Running 8 runs (8 already done)" in again.stdout
     assert not [e for e in events(by_scripts) if e["event"] == "start"]
-    skip = script("sempt/base2new_test.sh", "synthetic", "2", env=dict(bench_env, OUTPUT=str(by_runner)))
+    # The same run, so the same overrides as the runner's --opts (without them it is a run of
+    # another config, which train.py refuses: tests/benchmark/test_finished.py).
+    skip = script("sempt/base2new_test.sh", "synthetic", "2", *SMALL[-2:], env=dict(bench_env, OUTPUT=str(by_runner)))
     assert skip.returncode == 0 and "finished; skip this job" in skip.stdout
 
     status = benchmark("status", "--output", str(by_runner), env=bench_env)

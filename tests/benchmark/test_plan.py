@@ -1,7 +1,9 @@
 """Planning: the grid becomes exactly the runs the scripts make, with their dependencies."""
 from __future__ import annotations
 
+import os
 import re
+import sys
 import subprocess
 
 import pytest
@@ -127,7 +129,7 @@ def test_done_means_what_lib_sh_finished_means(tmp_path, logs, expected):
     for name, text in logs.items():
         (run_dir / name).write_text(text)
     check = subprocess.run(["bash", "-c", 'TRAINER=X; source scripts/lib.sh; finished "$1"', "_", str(run_dir)],
-                           cwd=REPO, capture_output=True, text=True)
+                           cwd=REPO, capture_output=True, text=True, env=dict(os.environ, PYTHON=sys.executable))
     assert (check.returncode == 0) is expected
     assert is_finished(str(run_dir)) is expected
 

@@ -117,8 +117,9 @@ def test_the_main_job_passes_threads_on(tmp_path, monkeypatch):
 
     commands = []
     monkeypatch.setattr(run_synthetic.synthetic_world, "ensure_world", lambda root: root)
-    monkeypatch.setattr(run_synthetic.subprocess, "run",
-                        lambda cmd, **kw: commands.append(cmd) or subprocess.CompletedProcess(cmd, 0))
+    # The main job calls the runner in-process (and then the table).
+    monkeypatch.setattr(run_synthetic.benchmark_cli, "main", lambda argv: commands.append(list(argv)) or 0)
+    monkeypatch.setattr(run_synthetic, "report_base2new", lambda *args, **kwargs: None)
     assert run_synthetic.main(["--threads", "3", "--data", str(tmp_path / "data"), "--methods", "coop",
                                "--seeds", "1"]) == 0
     runner = commands[0]

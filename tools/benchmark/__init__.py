@@ -8,7 +8,7 @@ Modules, one job each:
   their dependencies; plans are stored under ``<output>/benchmark/plans/``;
 - ``events``: the append-only event log ``<output>/benchmark/events.jsonl``;
 - ``execute``: one run = one script invocation, with its console log and events;
-- ``state``: done / running / queued / failed / pending of every run;
+- ``state``: done / running / queued / failed / pending / stale of every run (``dassl/run_record.py``);
 - ``local`` and ``slurm``: the two launchers; ``progress``: the live progress bar;
 - ``published``: the registry of published numbers (``results/published/``);
 - ``report`` and ``plots``: the result tables and figures;

@@ -19,7 +19,8 @@ from .grid import PROTOCOLS, build_grid, load_grid_file
 from .methods import REPO
 from .plan import Plan, PlanError, benchmark_dir, build_plan, load_plans, merged_runs, save_plan
 from .squeue import QueueUnavailable
-from .state import DONE, FAILED, PENDING, QUEUED, RUNNING, STATES, RunStatus, is_finished, statuses, totals
+from .state import (DONE, FAILED, PENDING, QUEUED, RUNNING, STALE, STATES, RunStatus, excluded_by_stale,
+                    move_stale_aside, statuses, totals)
 
 
 def default_output() -> str:
@@ -52,6 +53,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_output(run)
     run.add_argument("--launcher", choices=["local", "slurm"], default="local")
     run.add_argument("--dry-run", action="store_true", help="print the plan and what is already done; run nothing")
+    run.add_argument("--rerun-stale", action="store_true",
+                     help="run the stale runs too (folders made with another config): each old folder is moved "
+                          "aside (renamed, never deleted) first; without it they are left as they are")
     run.add_argument("--no-progress", action="store_true", help="no live progress bar")
     local = run.add_argument_group("local launcher")
     local.add_argument("--slots", type=int, help="runs at once (default: one per GPU, 1 on CPU)")
@@ -77,7 +81,7 @@ def build_parser() -> argparse.ArgumentParser:
     slurm.add_argument("--detach", action="store_true", help="return right after submitting; follow with status")
     slurm.add_argument("--poll", type=float, default=15.0, help="seconds between queue checks while waiting")
 
-    status = sub.add_parser("status", help="done / running / queued / failed / pending of every planned run")
+    status = sub.add_parser("status", help="done / running / queued / failed / pending / stale of every planned run")
     _add_output(status)
     status.add_argument("--state", nargs="+", choices=STATES, help="list only runs in these states")
     status.add_argument("--totals", action="store_true", help="print the totals only")
@@ -111,12 +115,23 @@ def _print_plan(plan: Plan, items: Sequence[RunStatus]) -> None:
         run = item.run
         after = f"  (after {', '.join(run.deps)})" if run.deps else ""
         print(f"  [{item.state:7}] {run.invocation.describe()}{after}\n            -> {run.run_id}")
+        if item.state == STALE:
+            print(f"            {item.detail}")
     print("Totals: " + _totals_line(items))
+    _print_stale_note(items)
+
+
+def _print_stale_note(items: Sequence[RunStatus], moved: bool = False) -> None:
+    n = sum(1 for i in items if i.state == STALE)
+    if n and not moved:
+        print(f"{n} stale run(s): their folders hold runs made with another config, which are neither done "
+              "nor run again; add --rerun-stale to move those folders aside and run them, or use another --output")
 
 
 def _totals_line(items: Sequence[RunStatus]) -> str:
     counts = totals(items)
-    return ", ".join(f"{counts[s]} {s}" for s in STATES) + f" (of {len(items)})"
+    shown = [s for s in STATES if s != STALE or counts[s]]  # "stale" only when there are some
+    return ", ".join(f"{counts[s]} {s}" for s in shown) + f" (of {len(items)})"
 
 
 def _print_outcome(items: Sequence[RunStatus]) -> int:
@@ -137,6 +152,14 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.dry_run:
         _print_plan(plan, statuses(plan.runs, events.read(), _queue_or_none(events.read())))
         return 0
+    initial = statuses(plan.runs, events.read(), _queue_or_none(events.read()))
+    if args.rerun_stale:
+        for folder, aside in move_stale_aside(initial):
+            print(f"Stale run moved aside: {folder} -> {aside}")
+    else:
+        _print_stale_note(initial)
+    left_out = set(excluded_by_stale(plan.runs, statuses(plan.runs, events.read(), {})))
+    runs = [r for r in plan.runs if r.run_id not in left_out]
     path = save_plan(plan)
     events.append("plan", plan=str(path), runs=len(plan.runs), launcher=args.launcher)
     from .progress import Progress
@@ -146,14 +169,14 @@ def cmd_run(args: argparse.Namespace) -> int:
 
         gpus = parse_gpus(args.gpus)
         options = LocalOptions.resolve(args.slots, gpus, args.threads, environ=os.environ)
-        done_before = sum(1 for r in plan.runs if is_finished(r.outdir))
+        done_before = sum(1 for i in statuses(runs, []) if i.state == DONE)
         where = f"GPUs {','.join(options.gpus)}" if options.gpus else "CPU"
-        print(f"Running {len(plan.runs)} runs ({done_before} already done) with {options.slots} slot(s) on {where}, "
+        print(f"Running {len(runs)} runs ({done_before} already done) with {options.slots} slot(s) on {where}, "
               f"{options.threads} thread(s) per run (from {options.threads_source}); events: {events.path}",
               flush=True)
-        progress = Progress(len(plan.runs), done_before, enabled=not args.no_progress)
+        progress = Progress(len(runs), done_before, enabled=not args.no_progress)
         try:
-            run_local(plan.runs, plan.env, events, options, progress, cpu_only=gpus == [])
+            run_local(runs, plan.env, events, options, progress, cpu_only=gpus == [])
         except KeyboardInterrupt:
             progress.close()
             print("Interrupted; run the same command again to resume.", file=sys.stderr)
@@ -173,7 +196,8 @@ def cmd_run(args: argparse.Namespace) -> int:
                            sbatch=parse_sbatch_options(args.sbatch), setup=list(args.slurm_setup),
                            job_name=args.job_name)
     before = {s.run.run_id: s for s in current_statuses(plan.runs, events)}
-    todo = chains_to_submit(plan.chains(), before)
+    chains = [[r for r in chain if r.run_id not in left_out] for chain in plan.chains()]
+    todo = chains_to_submit([c for c in chains if c], before)
     in_hand = sum(1 for s in before.values() if s.state in (RUNNING, QUEUED))
     try:
         ids = submit(todo, plan.env, options, events)
@@ -235,10 +259,11 @@ def cmd_status(args: argparse.Namespace) -> int:
             line = f"{item.state:8} {item.run.run_id}"
             if item.detail:
                 line += f"  [{item.detail}]"
-            if item.log and item.state in (FAILED, RUNNING, PENDING):
+            if item.log and item.state in (FAILED, RUNNING, PENDING, STALE):
                 line += f"\n         log: {item.log}"
             print(line)
     print(f"Totals: {_totals_line(items)}")
+    _print_stale_note(items)
     return 0
 
 

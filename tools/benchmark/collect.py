@@ -1,7 +1,7 @@
 """Results from the run folders under an output root, in the scripts' layout (``scripts/lib.sh``).
 
 - base-to-novel: ``base2new/{train_base,test_new}/<DATASET>/shots_<K>/<TRAINER>/<CFG>/seed<S>``
-  (read by ``parse_test_res.collect_base2new``);
+  (read by ``tools.results.collect_base2new``);
 - cross-dataset and domain generalization: the training ``<SOURCE>/<TRAINER>/<CFG>_<K>shots/seed<S>``
   (its final test is the source accuracy) and the evaluations
   ``evaluation/<TRAINER>/<CFG>_<K>shots[_from_<SOURCE>]/<DATASET>/seed<S>``;
@@ -11,7 +11,8 @@ What each run cost is its ``cost.json`` (``dassl.engine.cost``), read by ``colle
 folders written before it existed (or by upstream code) have none.
 
 A run counts once its ``log.txt`` holds the metric after its end signal (the end of
-training, or the result block of an evaluation-only run), as in ``parse_test_res.py``.
+training, or the result block of an evaluation-only run), as in ``parse_test_res.py``,
+unless ``judge`` (``tools.results.Judge``) leaves it out, noted in ``notes``.
 """
 from __future__ import annotations
 
@@ -26,7 +27,8 @@ from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
 
-import parse_test_res as ptr
+from tools import results as ptr
+from tools.results import Judge, Notes, left_out_reason
 
 from .grid import DG_TARGETS
 
@@ -75,13 +77,14 @@ class Base2NovelCell:
         return ptr.hm_of_means(self.base, self.novel)
 
 
-def collect_base2new(output: str, keyword: str = "accuracy") -> Dict[MethodKey, Dict[str, Base2NovelCell]]:
+def collect_base2new(output: str, keyword: str = "accuracy", judge: Optional[Judge] = left_out_reason,
+                     notes: Optional[Notes] = None) -> Dict[MethodKey, Dict[str, Base2NovelCell]]:
     """``{method: {dataset: Base/Novel}}`` from ``<output>/base2new``."""
     found: Dict[MethodKey, Dict[str, Base2NovelCell]] = {}
     root = osp.join(output, "base2new")
     if not osp.isdir(root):
         return found
-    for (trainer, cfg, shots), datasets in ptr.collect_base2new(root, keyword).items():
+    for (trainer, cfg, shots), datasets in ptr.collect_base2new(root, keyword, judge, notes).items():
         key = MethodKey(trainer, cfg, shots.replace("shots_", ""))
         found[key] = {ds: Base2NovelCell(Stat.of(list(v["base"].values())), Stat.of(list(v["new"].values())),
                                          dict(v["base"]), dict(v["new"]))
@@ -99,8 +102,10 @@ class Transfer:
     targets: Dict[str, SeedValues]
 
 
-def collect_transfer(output: str, keyword: str = "accuracy") -> Dict[MethodKey, Transfer]:
+def collect_transfer(output: str, keyword: str = "accuracy", judge: Optional[Judge] = left_out_reason,
+                     notes: Optional[Notes] = None) -> Dict[MethodKey, Transfer]:
     """``{method: Transfer}`` from ``<output>/evaluation`` and the source trainings."""
+    notes = Notes() if notes is None else notes
     found: Dict[MethodKey, Transfer] = {}
     pattern = osp.join(glob.escape(output), "evaluation", "*", "*", "*", "seed*", "log.txt")
     for log in sorted(glob.glob(pattern)):
@@ -110,14 +115,18 @@ def collect_transfer(output: str, keyword: str = "accuracy") -> Dict[MethodKey, 
             continue
         source = match.group("source") or "imagenet"
         key = MethodKey(trainer, match.group("cfg"), match.group("shots"))
-        value = ptr.parse_log(log, keyword, ptr.TEST_SIGNALS)
         if key not in found:
             found[key] = Transfer(source, {}, {})
+        if not notes.admit(osp.dirname(log), judge):
+            continue
+        value = ptr.parse_log(log, keyword, ptr.TEST_SIGNALS)
         if value is not None:
             found[key].targets.setdefault(dataset, {})[seed] = value
     for key, transfer in found.items():
         train_dir = osp.join(output, transfer.source, key.trainer, f"{key.config}_{key.shots}shots")
         for log in sorted(glob.glob(osp.join(glob.escape(train_dir), "seed*", "log.txt"))):
+            if not notes.admit(osp.dirname(log), judge):
+                continue
             value = read_accuracy(log, keyword)
             if value is not None:
                 transfer.source_values[osp.basename(osp.dirname(log))] = value
@@ -138,12 +147,16 @@ def split_transfer(found: Dict[MethodKey, Transfer]) -> Tuple[Dict[MethodKey, Tr
 
 
 # --------------------------------------------------------------------- few-shot
-def collect_fewshot(output: str, keyword: str = "accuracy") -> Dict[MethodKey, Dict[str, Dict[int, SeedValues]]]:
+def collect_fewshot(output: str, keyword: str = "accuracy", judge: Optional[Judge] = left_out_reason,
+                    notes: Optional[Notes] = None) -> Dict[MethodKey, Dict[str, Dict[int, SeedValues]]]:
     """``{method: {dataset: {shots: {seed: accuracy}}}}`` from ``<output>/fewshot``."""
+    notes = Notes() if notes is None else notes
     found: Dict[MethodKey, Dict[str, Dict[int, SeedValues]]] = defaultdict(lambda: defaultdict(dict))
     top = osp.join(output, "fewshot")
     for log in sorted(glob.glob(osp.join(glob.escape(top), "*", "shots_*", "*", "*", "seed*", "log.txt"))):
         dataset, shots, trainer, cfg, seed = osp.relpath(osp.dirname(log), top).split(os.sep)
+        if not notes.admit(osp.dirname(log), judge):
+            continue
         value = read_accuracy(log, keyword)
         if value is None or not shots.replace("shots_", "").isdigit():
             continue

@@ -3,13 +3,18 @@
 Tables come from the run folders themselves (``collect``), so runs made by the scripts
 count as much as runs made by the runner; ``--published`` adds the registry's numbers
 (to the tables and, as hollow markers, to the figures). The cost table comes from the
-runs' ``cost.json``; runs without one show "–".
+runs' ``cost.json``; runs without one show "–". A folder made with another config than its
+command in the runner's latest plan (stale, ``state.py``), or an evaluation of a model since
+replaced, is left out with a note.
 """
 from __future__ import annotations
 
 import os.path as osp
+import sys
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
+
+from tools.results import Judge, Notes, left_out_reason
 
 from .collect import (Base2NovelCell, MethodCosts, MethodKey, collect_base2new, collect_costs, collect_fewshot,
                       collect_transfer, dataset_order, mean_of, split_transfer)
@@ -21,6 +26,26 @@ from .tables import (CostSummary, Number, Table, base2new_table, cost_table, few
                      published_average, render_csv, render_latex, render_markdown, transfer_table)
 
 
+def planned_judge(output: str) -> Judge:
+    """Leave out what ``tools.results.left_out_reason`` leaves out, and every run folder of the
+    runner's plans (the latest plan of each folder) made with another config than planned."""
+    from .plan import load_plans, merged_runs
+    from .state import planned_state
+
+    planned = {osp.normpath(r.outdir): r for r in merged_runs(load_plans(output))}
+
+    def judge(run_dir: str) -> Optional[str]:
+        run = planned.get(osp.normpath(osp.abspath(run_dir)))
+        if run is not None:
+            state = planned_state(run)
+            if state.stale:
+                return ("stale: made with another config than its planned command ("
+                        + "; ".join(map(str, state.diffs)) + "); rerun it with run --rerun-stale")
+        return left_out_reason(run_dir)
+
+    return judge
+
+
 def build_report(output: str, fmt: str = "md", protocols: Optional[Sequence[str]] = None, published: bool = False,
                  plots_dir: Optional[str] = None) -> str:
     """The tables of ``output`` as Markdown, CSV or LaTeX (and the figures in ``plots_dir``)."""
@@ -28,12 +53,15 @@ def build_report(output: str, fmt: str = "md", protocols: Optional[Sequence[str]
         raise ValueError(f"--output {output}: no such folder")
     wanted = [normalise_protocol(p) for p in protocols] if protocols else list(PROTOCOLS)
     registry = Published.load() if published else None
-    base2new = collect_base2new(output) if "base2new" in wanted else {}
-    xd, dg = split_transfer(collect_transfer(output)) if {"cross_dataset", "domain_generalization"} & set(wanted) \
-        else ({}, {})
+    judge, notes = planned_judge(output), Notes()
+    base2new = collect_base2new(output, judge=judge, notes=notes) if "base2new" in wanted else {}
+    xd, dg = split_transfer(collect_transfer(output, judge=judge, notes=notes)) \
+        if {"cross_dataset", "domain_generalization"} & set(wanted) else ({}, {})
     xd = xd if "cross_dataset" in wanted else {}
     dg = dg if "domain_generalization" in wanted else {}
-    fewshot = collect_fewshot(output) if "fewshot" in wanted else {}
+    fewshot = collect_fewshot(output, judge=judge, notes=notes) if "fewshot" in wanted else {}
+    for line in notes.lines():
+        print(line, file=sys.stderr)  # beside the tables, which stay plain Markdown, CSV or LaTeX
 
     tables: List[Table] = []
     numbers: List[Number] = []

@@ -24,7 +24,7 @@ REPO = Path(__file__).resolve().parents[2]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from parse_test_res import collect_base2new, harmonic_mean  # noqa: E402
+from tools.results import collect_base2new, harmonic_mean  # noqa: E402
 from tools.benchmark import cli as benchmark  # noqa: E402
 
 # The trainers the targets compare (SemPT is never one of them).
