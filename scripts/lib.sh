@@ -22,6 +22,10 @@
 #   OUTPUT  output root (default: output)
 #   SHOTS   shots of the base-to-new and cross-dataset protocols (default: 16)
 #   PYTHON  interpreter (default: python)
+#   BACKBONE, PRETRAINED  (optional) MODEL.BACKBONE.NAME / MODEL.BACKBONE.PRETRAINED of every
+#           run (e.g. BACKBONE=open_clip:ViT-B-16-SigLIP2 PRETRAINED=webli); a run given another
+#           backbone than the config's (here or as KEY VALUE arguments) gets its own folder:
+#           the config's folder name is followed by "__<backbone>" (backbone_tag below)
 #   SEMPT_PLAN  1: plan mode (used by `python -m tools.benchmark`): print the run instead
 #           of running it, as one line `SEMPT_PLAN {json}` with "outdir", "finished" (as
 #           tested below), "trainer", "source" (cross-dataset runs: the dataset the model
@@ -43,6 +47,9 @@ PYTHON="${PYTHON:-python}"
 CFG_DIR="${CFG_DIR:-$TRAINER}"
 EVAL_ONLY="${EVAL_ONLY:-0}"
 if [[ -z "${METHOD_OPTS+x}" ]]; then METHOD_OPTS=(); fi
+BACKBONE_OPTS=()  # from BACKBONE / PRETRAINED, before the script's own KEY VALUE arguments
+if [[ -n "${BACKBONE:-}" ]]; then BACKBONE_OPTS+=(MODEL.BACKBONE.NAME "$BACKBONE"); fi
+if [[ -n "${PRETRAINED:-}" ]]; then BACKBONE_OPTS+=(MODEL.BACKBONE.PRETRAINED "$PRETRAINED"); fi
 
 die() {
     echo "error: $*" >&2
@@ -120,6 +127,25 @@ cfg = yaml.safe_load(open(sys.argv[1])) or {}
 print(int((cfg.get("OPTIM") or {}).get("MAX_EPOCH", 10)))  # 10: the engine default' "$config"
 }
 
+backbone_tag() {  # backbone_tag [KEY VALUE ...] -> "" or "__<backbone>[-<weights>]", for run folder names
+    local name="${BACKBONE:-}" weights="${PRETRAINED:-}"
+    while (($# >= 2)); do  # a command-line override wins, as in train.py
+        case "$1" in
+            MODEL.BACKBONE.NAME) name=$2 ;;
+            MODEL.BACKBONE.PRETRAINED) weights=$2 ;;
+        esac
+        shift
+    done
+    [[ -n "$name" ]] || return 0
+    local prefix=""
+    if [[ "$name" == open_clip:* ]]; then prefix=openclip-; name=${name#open_clip:}; fi
+    if [[ -e "$name" ]]; then name=$(basename "$name"); name=${name%.*}; fi  # a config or checkpoint file: its name
+    name="${prefix}${name}"
+    if [[ -n "$weights" && -e "$weights" ]]; then weights=$(basename "$weights"); weights=${weights%.*}; fi
+    local tag="${name}${weights:+-$weights}"
+    printf '__%s' "${tag//[^A-Za-z0-9._-]/-}"
+}
+
 finished() {  # finished DIR [TRAIN_PY_ARGS...]: DIR holds the finished run of this train.py command
     # The one definition (dassl/run_record.py, through train.py's finished_cli): the log holds
     # the final result block and the run's record, if any, has this command's config; a
@@ -183,10 +209,10 @@ run_base2new_train() {  # DATASET SEED [KEY VALUE ...]
     cfg=$(pick_cfg "$dataset")
     config=$(config_file "$cfg")
     data_config=$(dataset_file "$dataset")
-    launch "${OUTPUT}/base2new/train_base/${dataset}/shots_${SHOTS}/${TRAINER}/${cfg}/seed${seed}" \
+    launch "${OUTPUT}/base2new/train_base/${dataset}/shots_${SHOTS}/${TRAINER}/${cfg}$(backbone_tag "$@")/seed${seed}" \
         --seed "$seed" --trainer "$TRAINER" \
         --dataset-config-file "$data_config" --config-file "$config" \
-        DATASET.NUM_SHOTS "$SHOTS" DATASET.SUBSAMPLE_CLASSES base "${METHOD_OPTS[@]}" "$@"
+        DATASET.NUM_SHOTS "$SHOTS" DATASET.SUBSAMPLE_CLASSES base "${METHOD_OPTS[@]}" "${BACKBONE_OPTS[@]}" "$@"
 }
 
 run_base2new_test() {  # DATASET SEED [KEY VALUE ...]
@@ -199,7 +225,7 @@ run_base2new_test() {  # DATASET SEED [KEY VALUE ...]
     config=$(config_file "$cfg")
     data_config=$(dataset_file "$dataset")
     epoch=$(max_epoch "$config" "$@")
-    common="${dataset}/shots_${SHOTS}/${TRAINER}/${cfg}/seed${seed}"
+    common="${dataset}/shots_${SHOTS}/${TRAINER}/${cfg}$(backbone_tag "$@")/seed${seed}"
     local model_args=()
     if [[ "$EVAL_ONLY" != 1 ]]; then
         require_model "${OUTPUT}/base2new/train_base/${common}" "base2new_train.sh ${dataset} ${seed}"
@@ -208,7 +234,7 @@ run_base2new_test() {  # DATASET SEED [KEY VALUE ...]
     launch "${OUTPUT}/base2new/test_new/${common}" \
         --seed "$seed" --trainer "$TRAINER" \
         --dataset-config-file "$data_config" --config-file "$config" "${model_args[@]}" \
-        DATASET.NUM_SHOTS "$SHOTS" DATASET.SUBSAMPLE_CLASSES new "${METHOD_OPTS[@]}" "$@"
+        DATASET.NUM_SHOTS "$SHOTS" DATASET.SUBSAMPLE_CLASSES new "${METHOD_OPTS[@]}" "${BACKBONE_OPTS[@]}" "$@"
 }
 
 xd_source() {  # xd_source TARGET -> the dataset the cross-dataset model is trained on
@@ -241,10 +267,10 @@ run_xd_train() {  # [SOURCE] SEED [KEY VALUE ...]: all classes of SOURCE (defaul
     config=$(config_file "$cfg")
     data_config=$(dataset_file "$source")
     PLAN_SOURCE=$source
-    launch "$(xd_model_dir "$source" "$cfg" "$seed")" \
+    launch "$(xd_model_dir "$source" "$cfg$(backbone_tag "$@")" "$seed")" \
         --seed "$seed" --trainer "$TRAINER" \
         --dataset-config-file "$data_config" --config-file "$config" \
-        DATASET.NUM_SHOTS "$SHOTS" "${METHOD_OPTS[@]}" "$@"
+        DATASET.NUM_SHOTS "$SHOTS" "${METHOD_OPTS[@]}" "${BACKBONE_OPTS[@]}" "$@"
 }
 
 run_xd_test() {  # DATASET SEED [KEY VALUE ...]: the source model (see xd_source) on another dataset
@@ -263,14 +289,14 @@ run_xd_test() {  # DATASET SEED [KEY VALUE ...]: the source model (see xd_source
     local model_args=()
     if [[ "$EVAL_ONLY" != 1 ]]; then
         local model_dir
-        model_dir=$(xd_model_dir "$source" "$cfg" "$seed")
+        model_dir=$(xd_model_dir "$source" "$cfg$(backbone_tag "$@")" "$seed")
         require_model "$model_dir" "xd_train.sh ${source} ${seed}"
         model_args=(--model-dir "$model_dir" --load-epoch "$epoch" --eval-only)
     fi
-    launch "${OUTPUT}/evaluation/${TRAINER}/${cfg}_${SHOTS}shots${tag}/${dataset}/seed${seed}" \
+    launch "${OUTPUT}/evaluation/${TRAINER}/${cfg}$(backbone_tag "$@")_${SHOTS}shots${tag}/${dataset}/seed${seed}" \
         --seed "$seed" --trainer "$TRAINER" \
         --dataset-config-file "$data_config" --config-file "$config" "${model_args[@]}" \
-        "${METHOD_OPTS[@]}" "$@"
+        "${METHOD_OPTS[@]}" "${BACKBONE_OPTS[@]}" "$@"
 }
 
 run_fewshot() {  # DATASET SHOTS SEED [KEY VALUE ...]: all classes; FEWSHOT_TAG names variants
@@ -282,8 +308,8 @@ run_fewshot() {  # DATASET SHOTS SEED [KEY VALUE ...]: all classes; FEWSHOT_TAG 
     cfg=$(pick_cfg "$dataset")
     config=$(config_file "$cfg")
     data_config=$(dataset_file "$dataset")
-    launch "${OUTPUT}/fewshot/${dataset}/shots_${shots}/${TRAINER}/${cfg}${FEWSHOT_TAG:-}/seed${seed}" \
+    launch "${OUTPUT}/fewshot/${dataset}/shots_${shots}/${TRAINER}/${cfg}${FEWSHOT_TAG:-}$(backbone_tag "$@")/seed${seed}" \
         --seed "$seed" --trainer "$TRAINER" \
         --dataset-config-file "$data_config" --config-file "$config" \
-        DATASET.NUM_SHOTS "$shots" "${METHOD_OPTS[@]}" "$@"
+        DATASET.NUM_SHOTS "$shots" "${METHOD_OPTS[@]}" "${BACKBONE_OPTS[@]}" "$@"
 }

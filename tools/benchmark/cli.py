@@ -50,6 +50,9 @@ def build_parser() -> argparse.ArgumentParser:
     grid.add_argument("--shots", nargs="+", type=int, help="few-shot shot counts (default: 1 2 4 8 16); "
                       "base-to-novel and cross-dataset use $SHOTS as the scripts do (default 16)")
     grid.add_argument("--opts", nargs="+", metavar="KEY VALUE", help="config overrides passed to every run")
+    grid.add_argument("--backbones", nargs="+", metavar="NAME[@PRETRAINED]",
+                      help="a backbone axis: every run once per backbone, e.g. ViT-B/16 "
+                           "open_clip:ViT-B-16-SigLIP2@webli (default: each config's own)")
     _add_output(run)
     run.add_argument("--launcher", choices=["local", "slurm"], default="local")
     run.add_argument("--dry-run", action="store_true", help="print the plan and what is already done; run nothing")
@@ -105,7 +108,7 @@ def _grid_from_args(args: argparse.Namespace):
     if args.opts and len(args.opts) % 2:
         raise ValueError(f"--opts takes KEY VALUE pairs, got an odd number: {args.opts}")
     return build_grid(file_values, where, protocols=args.protocols, methods=args.methods, datasets=args.datasets,
-                      seeds=args.seeds, shots=args.shots, opts=args.opts)
+                      seeds=args.seeds, shots=args.shots, opts=args.opts, backbones=args.backbones)
 
 
 def _print_plan(plan: Plan, items: Sequence[RunStatus]) -> None:

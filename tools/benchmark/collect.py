@@ -36,6 +36,10 @@ _EVAL_TAG = re.compile(r"^(?P<cfg>.+)_(?P<shots>\d+)shots(?:_from_(?P<source>.+)
 SeedValues = Dict[str, float]  # seed folder name -> accuracy
 
 
+#: Between a config's name and the backbone in a run folder's name (scripts/lib.sh).
+BACKBONE_SEPARATOR = "__"
+
+
 @dataclass(frozen=True)
 class MethodKey:
     """A method as run: trainer, config and (base-to-novel / cross-dataset) shot count."""
@@ -44,8 +48,14 @@ class MethodKey:
     config: str
     shots: str = ""
 
+    @property
+    def backbone(self) -> str:
+        """The backbone a run folder names after its config (``<config>__<backbone>``, see
+        ``backbone_tag`` in scripts/lib.sh); "" for the config's own."""
+        return self.config.partition(BACKBONE_SEPARATOR)[2]
+
     def sort_key(self) -> Tuple:
-        return (ptr.method_sort_key(self.trainer), self.config, self.shots)
+        return (self.backbone, ptr.method_sort_key(self.trainer), self.config, self.shots)
 
 
 # Mean and std (ddof=0, as upstream) over n seeds.

@@ -10,6 +10,7 @@ From command-line flags, a YAML file (``--grid FILE``), or both (flags win)::
     shots: [1, 2, 4, 8, 16]             # few-shot shot counts
     opts: [OPTIM.MAX_EPOCH, 2]          # KEY VALUE config overrides for every run
     method_opts: {SemPT: [TRAINER.SEMPT.KG_WEIGHT, 8.0]}   # for one method's runs only
+    backbones: [ViT-B/16, "open_clip:ViT-B-16-SigLIP2@webli"]  # NAME[@PRETRAINED]; default: each config's
 """
 from __future__ import annotations
 
@@ -37,7 +38,7 @@ DEFAULT_DATASETS: Dict[str, List[str]] = {
 }
 DEFAULT_SEEDS = [1, 2, 3]
 DEFAULT_SHOTS = [1, 2, 4, 8, 16]
-GRID_KEYS = ("protocols", "methods", "datasets", "seeds", "shots", "opts", "method_opts")
+GRID_KEYS = ("protocols", "methods", "datasets", "seeds", "shots", "opts", "method_opts", "backbones")
 
 
 def normalise_protocol(name: str, where: str = "--protocol") -> str:
@@ -62,12 +63,23 @@ class Grid:
     shots: List[int] = field(default_factory=lambda: list(DEFAULT_SHOTS))
     opts: List[str] = field(default_factory=list)
     method_opts: Dict[str, List[str]] = field(default_factory=dict)
+    # MODEL.BACKBONE.NAME[@MODEL.BACKBONE.PRETRAINED] per run; empty: the backbone of each config.
+    backbones: List[str] = field(default_factory=list)
 
     def datasets_for(self, protocol: str) -> List[str]:
         return self.datasets.get(protocol) or DEFAULT_DATASETS[protocol]
 
     def to_dict(self) -> Dict[str, Any]:
         return asdict(self)
+
+
+def backbone_opts(spec: str) -> List[str]:
+    """The KEY VALUE overrides of a backbone axis entry ``NAME[@PRETRAINED]`` ("" for none):
+    the scripts name the run folders after them (``backbone_tag`` in scripts/lib.sh)."""
+    if not spec:
+        return []
+    name, _, pretrained = spec.partition("@")
+    return ["MODEL.BACKBONE.NAME", name] + (["MODEL.BACKBONE.PRETRAINED", pretrained] if pretrained else [])
 
 
 def _as_str_list(value: Any, key: str, where: str) -> List[str]:
@@ -118,6 +130,7 @@ def build_grid(
     seeds: Optional[Sequence[int]] = None,
     shots: Optional[Sequence[int]] = None,
     opts: Optional[Sequence[str]] = None,
+    backbones: Optional[Sequence[str]] = None,
 ) -> Grid:
     """A validated grid from a grid file's values, overridden by the flags that were given."""
     values = dict(file_values or {})
@@ -133,6 +146,8 @@ def build_grid(
         values["shots"] = list(shots)
     if opts:
         values["opts"] = list(opts)
+    if backbones:
+        values["backbones"] = list(backbones)
     if not values.get("protocols"):
         raise ValueError(f"{where}: no protocol; pass --protocol {' '.join(PROTOCOLS)} (one or more) "
                          "or 'protocols:' in the grid file")
@@ -163,6 +178,9 @@ def build_grid(
         raise ValueError(f"{where}: 'method_opts' must map a method to its KEY VALUE list")
     grid.method_opts = {str(k): _check_opts(_as_str_list(v, f"method_opts.{k}", where), f"{where} (method_opts.{k})")
                         for k, v in method_opts.items()}
+    grid.backbones = _as_str_list(values.get("backbones", []), "backbones", where)
+    if any(not b.partition("@")[0] for b in grid.backbones):
+        raise ValueError(f"{where}: a backbone is NAME or NAME@PRETRAINED, got {grid.backbones}")
     if not grid.seeds:
         raise ValueError(f"{where}: no seeds")
     return grid

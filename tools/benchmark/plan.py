@@ -24,7 +24,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
-from .grid import Grid
+from .grid import Grid, backbone_opts
 from .methods import REPO, SCRIPTS, Method, discover_methods, select_methods
 
 PLAN_PREFIX = "SEMPT_PLAN "
@@ -193,8 +193,8 @@ def entry_invocations(grid: Grid, methods: Sequence[Method]) -> List[Tuple[Invoc
     opts = _method_opts(grid, methods)
     calls: List[Tuple[Invocation, str]] = []
     for protocol in grid.protocols:
-        for method in methods:
-            extra = tuple(opts[method.folder])
+        for method, backbone in ((m, b) for m in methods for b in (grid.backbones or [""])):
+            extra = tuple(opts[method.folder]) + tuple(backbone_opts(backbone))
             for dataset in grid.datasets_for(protocol):
                 for seed in grid.seeds:
                     s = str(seed)
@@ -245,13 +245,13 @@ def build_plan(grid: Grid, output: str, environ: Optional[Mapping[str, str]] = N
     records = _plan_all([inv for inv, _ in entries], env)
     planned: List[Tuple[Invocation, str, Dict]] = [(inv, proto, rec) for (inv, proto), rec in zip(entries, records)]
 
-    # The training each cross-dataset evaluation's model comes from: xd_train.sh SOURCE SEED.
-    opts = _method_opts(grid, chosen)
+    # The training each cross-dataset evaluation's model comes from: xd_train.sh SOURCE SEED,
+    # with the evaluation's own overrides (the method's and the backbone's).
     trainings: Dict[Invocation, List[str]] = {}
     for inv, proto, rec in planned:
         if inv.script == "xd_test.sh":
             seed = inv.args[1]
-            train = Invocation(inv.folder, "xd_train.sh", (rec["source"], seed) + tuple(opts[inv.folder]))
+            train = Invocation(inv.folder, "xd_train.sh", (rec["source"], seed) + tuple(inv.args[2:]))
             protocols = trainings.setdefault(train, [])
             if proto not in protocols:
                 protocols.append(proto)

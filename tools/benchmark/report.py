@@ -23,7 +23,7 @@ from .plots import (BaseNovelPoints, HMDots, base_novel_figure, cost_figure, few
                     method_styles, save)
 from .published import Published
 from .tables import (CostSummary, Number, Table, base2new_table, cost_table, fewshot_table, method_labels,
-                     published_average, render_csv, render_latex, render_markdown, transfer_table)
+                     published_average, published_for, render_csv, render_latex, render_markdown, transfer_table)
 
 
 def planned_judge(output: str) -> Judge:
@@ -157,12 +157,13 @@ def _base2new_figures(folder: Path, base2new, labels, costs, published, styles) 
         for panel, (base, novel, per_seed) in per_panel.items():
             points[panel][label] = (base, novel)
             dots.setdefault(label, {})[panel] = (_hm(base, novel), [_hm(b, n) for b, n in per_seed.values()])
-            if published is None:
+            registry = published_for(published, key)
+            if registry is None:
                 continue
             if panel == "Average":
-                row = published_average(published, "base2new", key.trainer, list(complete))
+                row = published_average(registry, "base2new", key.trainer, list(complete))
             else:
-                row = published.get(key.trainer, panel, "base2new")
+                row = registry.get(key.trainer, panel, "base2new")
             if row is not None and row.base is not None and row.novel is not None:
                 pub_points[panel][label] = (row.base, row.novel)
     written: List[Path] = []
@@ -200,11 +201,14 @@ def _fewshot_figures(folder: Path, fewshot, labels, costs, published, styles) ->
             per_panel = {}
             for panel in datasets + ["Average"]:
                 values = {}
+                registry = published_for(published, key)
                 for s in shots:
+                    if registry is None:
+                        break
                     if panel == "Average":
-                        row = published_average(published, "fewshot", key.trainer, datasets, s)
+                        row = published_average(registry, "fewshot", key.trainer, datasets, s)
                     else:
-                        row = published.get(key.trainer, panel, "fewshot", s)
+                        row = registry.get(key.trainer, panel, "fewshot", s)
                     if row is not None and row.accuracy is not None:
                         values[s] = row.accuracy
                 if values:

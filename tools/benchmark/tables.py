@@ -22,7 +22,8 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 from tabulate import tabulate
 
-from .collect import Base2NovelCell, CostRecord, MethodCosts, MethodKey, Stat, Transfer, dataset_order, mean_of
+from .collect import (BACKBONE_SEPARATOR, Base2NovelCell, CostRecord, MethodCosts, MethodKey, Stat, Transfer,
+                      dataset_order, mean_of)
 from .grid import DEFAULT_DATASETS
 from .published import Published, PublishedRow
 
@@ -69,18 +70,28 @@ def fmt_num(value: Optional[float]) -> str:
 def method_labels(keys: Sequence[MethodKey]) -> Dict[MethodKey, str]:
     """The trainer name, with config (and shots) only where a trainer appears more than once."""
     labels = {}
+    several_backbones = len({k.backbone for k in keys}) > 1
     for key in keys:
-        same = [k for k in keys if k.trainer == key.trainer]
+        same = [k for k in keys if k.trainer == key.trainer and k.backbone == key.backbone]
         if len(same) == 1:
             labels[key] = key.trainer
         else:
-            extra = key.config + (f", {key.shots} shots" if key.shots else "")
+            config = key.config.partition(BACKBONE_SEPARATOR)[0]
+            extra = config + (f", {key.shots} shots" if key.shots else "")
             labels[key] = f"{key.trainer} ({extra})"
+        if several_backbones:
+            labels[key] += f" [{key.backbone or 'config backbone'}]"
     return labels
 
 
 def _seed_stat(values: Dict[str, float]) -> Optional[Stat]:
     return Stat.of(list(values.values()))
+
+
+def published_for(published: Optional[Published], key: MethodKey) -> Optional[Published]:
+    """The registry for ``key``'s rows: its numbers are the papers' backbone (ViT-B/16), so a
+    run on another backbone is compared with nothing."""
+    return None if key.backbone else published
 
 
 def published_average(published: Optional[Published], protocol: str, trainer: str, averaged: Sequence[str],
@@ -109,10 +120,11 @@ def base2new_table(results: Dict[MethodKey, Dict[str, Base2NovelCell]], publishe
 
     def add(key: MethodKey, dataset: str, label: str, base: Optional[Stat], novel: Optional[Stat],
             hm: Optional[float], seeds: str, averaged: Sequence[str] = ()) -> None:
+        registry = published_for(published, key)
         if dataset == "average":
-            pub = published_average(published, "base2new", key.trainer, averaged)
+            pub = published_average(registry, "base2new", key.trainer, averaged)
         else:
-            pub = published.get(key.trainer, dataset, "base2new") if published else None
+            pub = registry.get(key.trainer, dataset, "base2new") if registry else None
         row = [label, labels[key], fmt_stat(base), fmt_stat(novel), fmt_num(hm), seeds]
         if published:
             row += [fmt_num(pub.base if pub else None), fmt_num(pub.novel if pub else None),
@@ -172,11 +184,12 @@ def transfer_table(protocol: str, results: Dict[MethodKey, Transfer], published:
                     [fmt_stat(average) + (f" [{len(means)}]" if average else "")])
         cells = [(transfer.source, source_stat)] + [(t, stats.get(t)) for t in targets] + [("average", average)]
         pub_row = []
+        registry = published_for(published, key)
         for dataset, stat in cells:
             if dataset == "average":
-                pub = published_average(published, protocol, key.trainer, [t for t in stats if stats[t]])
+                pub = published_average(registry, protocol, key.trainer, [t for t in stats if stats[t]])
             else:
-                pub = published.get(key.trainer, dataset, protocol) if published else None
+                pub = registry.get(key.trainer, dataset, protocol) if registry else None
             pub_row.append(pub.accuracy if pub else None)
             numbers.append(Number(protocol, key.trainer, key.config, key.shots, dataset, "accuracy",
                                   stat.mean if stat else None,
@@ -205,13 +218,14 @@ def fewshot_table(results: Dict[MethodKey, Dict[str, Dict[int, Dict[str, float]]
     def add(key: MethodKey, dataset: str, label: str, stats: Dict[int, Optional[Stat]]) -> None:
         rows.append([label, labels[key]] + [fmt_stat(stats.get(s)) for s in shots])
         pubs = []
+        registry = published_for(published, key)
         for s in shots:
             stat = stats.get(s)
             if dataset == "average":
-                pub = published_average(published, "fewshot", key.trainer,
+                pub = published_average(registry, "fewshot", key.trainer,
                                         [d for d, per in results[key].items() if per.get(s)], s)
             else:
-                pub = published.get(key.trainer, dataset, "fewshot", s) if published else None
+                pub = registry.get(key.trainer, dataset, "fewshot", s) if registry else None
             pubs.append(pub.accuracy if pub else None)
             numbers.append(Number("fewshot", key.trainer, key.config, str(s), dataset, "accuracy",
                                   stat.mean if stat else None,
