@@ -29,8 +29,8 @@ from typing import Dict, List
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from tools.benchmark.methods import discover_methods  # noqa: E402
-from tools.benchmark.plan import PlanError, Invocation, plan_invocation, script_variables  # noqa: E402
+from tools.grid.methods import discover_methods  # noqa: E402
+from tools.grid.plan import PlanError, Invocation, plan_invocation, script_variables  # noqa: E402
 
 
 def synthetic_methods(env: Dict[str, str]) -> List[str]:

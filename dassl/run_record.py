@@ -17,7 +17,7 @@ warning line.
 
 "Finished" is defined here once (:func:`result_logged`, :func:`run_state`), for
 ``train.py``, ``scripts/lib.sh`` (``finished``, through ``train.py``'s ``run_state_cli``),
-the benchmark runner (``tools/benchmark/state.py``) and the result parsers
+the benchmark runner (``tools/grid/state.py``) and the result parsers
 (``tools/results.py``).
 
 No torch import here: the runner and the scripts ask for a run's state without loading

@@ -10,7 +10,7 @@ base2new_{train,test}.sh synthetic SEED`` (on the synthetic world the scripts pi
 method's ``synthetic`` config), a test after its training, ``--slots`` at once, a failure
 reported with its log without stopping the others. Finished runs are skipped, so an
 interrupted invocation continues where it stopped. The methods are the runner's
-(``tools/benchmark/methods.py``: every ``scripts/<folder>/method.sh``), so a method added
+(``tools/grid/methods.py``: every ``scripts/<folder>/method.sh``), so a method added
 with its scripts runs here too; ``--methods`` takes script folders or trainer names.
 """
 from __future__ import annotations
@@ -27,8 +27,8 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from tools.benchmark import cli as benchmark_cli  # noqa: E402
-from tools.benchmark.methods import discover_methods, select_methods  # noqa: E402
+from tools.grid import cli as benchmark_cli  # noqa: E402
+from tools.grid.methods import discover_methods, select_methods  # noqa: E402
 from tools.results import report_base2new  # noqa: E402
 from tools.synthetic import generate as synthetic_world  # noqa: E402
 

@@ -10,7 +10,7 @@ from typing import Dict, List
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-from tools.benchmark.plan import script_variables  # noqa: E402
+from tools.grid.plan import script_variables  # noqa: E402
 
 # Variables the scripts read: a value left in the developer's shell must not leak in.
 SCRIPT_VARS = tuple(script_variables()) + ("SEMPT_PLAN",)

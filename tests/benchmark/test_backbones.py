@@ -6,11 +6,11 @@ import json
 
 import pytest
 
-from tools.benchmark.collect import MethodKey
-from tools.benchmark.grid import backbone_opts, build_grid
-from tools.benchmark.plan import build_plan
-from tools.benchmark.published import Published
-from tools.benchmark.tables import method_labels, published_for
+from tools.grid.collect import MethodKey
+from tools.grid.grid import backbone_opts, build_grid
+from tools.grid.plan import build_plan
+from tools.grid.published import Published
+from tools.grid.tables import method_labels, published_for
 
 from .conftest import REPO, script
 

@@ -14,9 +14,9 @@ import pytest
 
 import train
 from dassl import run_record
-from tools.benchmark.plan import Plan, Run, save_plan
-from tools.benchmark.report import planned_judge
-from tools.benchmark.state import DONE, PENDING, STALE, run_status
+from tools.grid.plan import Plan, Run, save_plan
+from tools.grid.report import planned_judge
+from tools.grid.state import DONE, PENDING, STALE, run_status
 from tools.results import collect_base2new
 from tools import sempt_sweep
 

@@ -15,9 +15,9 @@ import pytest
 import torch
 
 from dassl.run_lock import lock_holder
-from tools.benchmark.collect import read_accuracy
-from tools.benchmark.local import LocalOptions, detect_gpus, parse_gpus
-from tools.benchmark.state import is_finished
+from tools.grid.collect import read_accuracy
+from tools.grid.local import LocalOptions, detect_gpus, parse_gpus
+from tools.grid.state import is_finished
 
 from .conftest import REPO, benchmark, events, script
 

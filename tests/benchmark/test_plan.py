@@ -9,10 +9,10 @@ import subprocess
 import pytest
 import yaml
 
-from tools.benchmark.grid import build_grid, load_grid_file
-from tools.benchmark.methods import Method, discover_methods, select_methods
-from tools.benchmark.plan import PlanError, build_plan, script_variables
-from tools.benchmark.state import is_finished
+from tools.grid.grid import build_grid, load_grid_file
+from tools.grid.methods import Method, discover_methods, select_methods
+from tools.grid.plan import PlanError, build_plan, script_variables
+from tools.grid.state import is_finished
 
 from .conftest import REPO, benchmark
 

@@ -10,9 +10,9 @@ import matplotlib.text
 import pytest
 from matplotlib.transforms import Bbox
 
-from tools.benchmark.plots import (COLUMN_WIDTH, MIN_FONT_PT, PUBLISHED_PREFIX, STYLE_TABLE, Style, base_novel_figure,
+from tools.grid.plots import (COLUMN_WIDTH, MIN_FONT_PT, PUBLISHED_PREFIX, STYLE_TABLE, Style, base_novel_figure,
                                    cost_figure, fewshot_figure, hm_dot_figure, method_styles)
-from tools.benchmark.report import build_report
+from tools.grid.report import build_report
 
 from .test_report import md_row, rows_of, write_log
 

@@ -6,8 +6,8 @@ from collections import defaultdict
 import numpy as np
 import pytest
 
-from tools.benchmark.grid import DEFAULT_DATASETS, PROTOCOLS, available_datasets
-from tools.benchmark.published import REGISTRY, Published, load_registry
+from tools.grid.grid import DEFAULT_DATASETS, PROTOCOLS, available_datasets
+from tools.grid.published import REGISTRY, Published, load_registry
 
 METHODS = {"ZeroshotCLIP", "CoOp", "CoCoOp", "KgCoOp", "ProGrad", "MaPLe", "PromptSRC", "TCP", "TAP"}
 ROWS = load_registry()

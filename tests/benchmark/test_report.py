@@ -8,12 +8,12 @@ import math
 import numpy as np
 import pytest
 
-from tools.benchmark.collect import Base2NovelCell, MethodKey, Stat
-from tools.benchmark.grid import ELEVEN
-from tools.benchmark.plots import fewshot_figure
-from tools.benchmark.published import Published
-from tools.benchmark.report import build_report
-from tools.benchmark.tables import base2new_table, latex_escape
+from tools.grid.collect import Base2NovelCell, MethodKey, Stat
+from tools.grid.grid import ELEVEN
+from tools.grid.plots import fewshot_figure
+from tools.grid.published import Published
+from tools.grid.report import build_report
+from tools.grid.tables import base2new_table, latex_escape
 
 from .conftest import benchmark
 

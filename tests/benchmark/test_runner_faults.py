@@ -62,7 +62,7 @@ def test_a_runner_killed_with_9_takes_its_runs_with_it(tmp_path, bench_env):
 
 
 def test_the_runner_honours_an_exported_omp_num_threads_and_says_where_its_threads_come_from():
-    from tools.benchmark.local import LocalOptions
+    from tools.grid.local import LocalOptions
 
     assert LocalOptions.resolve(2, [], None, cpus=8, environ={"OMP_NUM_THREADS": "3"}).threads == 3
     options = LocalOptions.resolve(2, [], None, cpus=8, environ={})
@@ -71,7 +71,7 @@ def test_the_runner_honours_an_exported_omp_num_threads_and_says_where_its_threa
 
 
 def test_the_command_line_runner_takes_omp_num_threads_from_the_environment(tmp_path, monkeypatch):
-    from tools.benchmark import cli
+    from tools.grid import cli
 
     seen = {}
 
@@ -79,7 +79,7 @@ def test_the_command_line_runner_takes_omp_num_threads_from_the_environment(tmp_
         seen["threads"] = options.threads
         raise KeyboardInterrupt  # stop before anything runs
 
-    monkeypatch.setattr("tools.benchmark.local.run_local", fake_run_local)
+    monkeypatch.setattr("tools.grid.local.run_local", fake_run_local)
     monkeypatch.setenv("OMP_NUM_THREADS", "3")
     monkeypatch.setattr(cli, "build_plan", lambda grid, output: cli.Plan(output=output, env={}, grid={}, runs=[]))
     monkeypatch.setattr(cli, "save_plan", lambda plan: tmp_path / "plan.json")
@@ -89,9 +89,9 @@ def test_the_command_line_runner_takes_omp_num_threads_from_the_environment(tmp_
 
 
 def test_a_slurm_task_pins_its_runs_to_its_allocation(tmp_path, monkeypatch):
-    from tools.benchmark import slurm
-    from tools.benchmark.execute import DONE, Outcome
-    from tools.benchmark.plan import Run
+    from tools.grid import slurm
+    from tools.grid.execute import DONE, Outcome
+    from tools.grid.plan import Run
 
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
     monkeypatch.delenv("SLURM_CPUS_PER_TASK", raising=False)  # no --cpus-per-run: left to the cluster

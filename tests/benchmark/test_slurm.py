@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from tools.benchmark.squeue import queue_states
+from tools.grid.squeue import queue_states
 
 from .conftest import benchmark, events
 from .test_local import accuracies

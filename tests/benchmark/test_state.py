@@ -7,8 +7,8 @@ import socket
 import pytest
 
 from dassl.run_lock import RunLock
-from tools.benchmark.plan import Run
-from tools.benchmark.state import DONE, FAILED, PENDING, QUEUED, RUNNING, run_status
+from tools.grid.plan import Run
+from tools.grid.state import DONE, FAILED, PENDING, QUEUED, RUNNING, run_status
 
 
 @pytest.fixture()

@@ -19,8 +19,8 @@ from typing import Dict, Optional
 import pytest
 
 import train
-from tools.benchmark.grid import build_grid
-from tools.benchmark.plan import build_plan
+from tools.grid.grid import build_grid
+from tools.grid.plan import build_plan
 
 REPO = Path(__file__).resolve().parents[2]
 INVISIBLE = {"habitat", "diet"}

@@ -7,7 +7,7 @@ import os
 import pytest
 
 from tools import run_synthetic
-from tools.benchmark.methods import Method, discover_methods
+from tools.grid.methods import Method, discover_methods
 
 
 @pytest.fixture()

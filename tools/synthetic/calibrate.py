@@ -25,7 +25,7 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 from tools.results import collect_base2new, harmonic_mean  # noqa: E402
-from tools.benchmark import cli as benchmark  # noqa: E402
+from tools.grid import cli as benchmark  # noqa: E402
 
 # The trainers the targets compare (SemPT is never one of them).
 BASELINES = ("ZeroshotCLIP", "LinearProbe", "CoOp", "KgCoOp", "CuPL", "PromptSRC")

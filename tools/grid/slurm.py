@@ -62,7 +62,7 @@ class SlurmOptions:
             "tasks_per_node": 1,
             "name": self.job_name,
             "slurm_array_parallelism": self.array_parallelism,
-            # The job imports tools.benchmark and the scripts cd themselves: run from the repository.
+            # The job imports tools.grid and the scripts cd themselves: run from the repository.
             "slurm_additional_parameters": {"chdir": str(REPO), **self.sbatch},
         }
         if self.partition:

@@ -41,7 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = sub.add_parser("run", help="plan a grid and run it (locally or on SLURM) until it is finished")
     grid = run.add_argument_group("grid (flags override --grid)")
-    grid.add_argument("--grid", help="YAML grid file (see tools/benchmark/grid.py)")
+    grid.add_argument("--grid", help="YAML grid file (see tools/grid/grid.py)")
     grid.add_argument("--protocol", "--protocols", dest="protocols", nargs="+",
                       help=f"one or more of {', '.join(PROTOCOLS)} (xd, dg for short)")
     grid.add_argument("--methods", nargs="+", help="trainer names or script folders (default: all)")
