@@ -83,6 +83,9 @@ _C.DATALOADER.TEST.BATCH_SIZE = 32
 # Model
 _C.MODEL = CN()
 _C.MODEL.INIT_WEIGHTS = ""
+# Apply TRAINER.<X>.PREC on the CPU as on a GPU (fp16 weights, CPU autocast and grad scaler);
+# False: the CPU runs fp32 whatever PREC (trainers/common/precision.py).
+_C.MODEL.PREC_ON_CPU = False
 _C.MODEL.BACKBONE = CN()
 _C.MODEL.BACKBONE.NAME = ""
 # open_clip backbones (NAME open_clip:...): a pretrained tag, a checkpoint file, hf-hub:org/repo or

@@ -307,7 +307,7 @@ def test_every_precision_takes_the_step(mode, data_root, tiny_clip_path, tmp_pat
     reference = build(data_root, tiny_clip_path, tmp_path / "fp32")
     weights, autocast, bound = EMULATED[mode]
     monkeypatch.setattr(trainer_module, "resolve_precision",
-                        lambda prec, device: Precision(mode, mode, "cpu", weights, autocast))
+                        lambda prec, device, on_cpu=False: Precision(mode, mode, "cpu", weights, autocast))
     trainer = build(data_root, tiny_clip_path, tmp_path / mode)
     if mode == "amp":  # the default scale (2**16) overflows fp16 on the first steps, which are skipped
         assert trainer.scaler is not None

@@ -10,8 +10,11 @@
 * ``bf16``: float32 weights, forward under ``torch.autocast(bfloat16)``; no scaler
   (bfloat16 has the float32 exponent range).
 
-On CPU every mode runs in float32: half-precision CPU kernels are slow or missing,
-and float32 makes CPU runs a faithful reference (docs/upstream-differences.md, "CPU and precision").
+On CPU every mode runs in float32 by default: half-precision CPU kernels are slow, and
+float32 makes CPU runs a faithful reference (docs/upstream-differences.md, "CPU and
+precision"). ``MODEL.PREC_ON_CPU True`` applies ``PREC`` on the CPU exactly as on a GPU
+(fp16 weights, ``torch.autocast("cpu", ...)``, ``torch.amp.GradScaler("cpu")``): to test
+the half-precision paths, or to check a config before a GPU job.
 """
 from __future__ import annotations
 
@@ -32,7 +35,7 @@ class Precision:
     """The effective precision on one device."""
 
     requested: str
-    name: str  # effective mode: equals ``requested`` on GPU, "fp32" on CPU
+    name: str  # effective mode: ``requested`` on GPU (or with PREC_ON_CPU), else "fp32" on CPU
     device_type: str
     weight_dtype: torch.dtype  # dtype of the CLIP weights and of new learnable tensors
     autocast_dtype: Optional[torch.dtype]  # None: no autocast
@@ -77,20 +80,27 @@ class Precision:
         return clip_model
 
     def describe(self) -> str:
-        if self.requested == self.name:
-            return f"Precision: {self.name} on {self.device_type}"
-        return f"Precision: {self.name} on {self.device_type} (PREC={self.requested} applies on GPU only)"
+        if self.requested != self.name:
+            return (f"Precision: {self.name} on {self.device_type} (PREC={self.requested} applies "
+                    "on GPU only; MODEL.PREC_ON_CPU True applies it here)")
+        if self.device_type != "cuda" and self.name != "fp32":
+            return f"Precision: {self.name} on {self.device_type} (MODEL.PREC_ON_CPU: as on a GPU)"
+        return f"Precision: {self.name} on {self.device_type}"
 
 
-def resolve_precision(prec: str, device: torch.device | str) -> Precision:
-    """Map a ``PREC`` config value and a device to the :class:`Precision` to run with."""
+def resolve_precision(prec: str, device: torch.device | str, on_cpu: bool = False) -> Precision:
+    """Map a ``PREC`` config value and a device to the :class:`Precision` to run with.
+
+    Off CUDA the result is float32 unless ``on_cpu`` (``MODEL.PREC_ON_CPU``) asks for
+    ``prec`` as on a GPU.
+    """
     prec = str(prec).lower()
     if prec not in PRECISIONS:
         raise ValueError(
             f"Unknown precision PREC={prec!r}; set TRAINER.<NAME>.PREC to one of {list(PRECISIONS)}"
         )
     device_type = torch.device(device).type
-    if device_type != "cuda":
+    if device_type != "cuda" and not on_cpu:
         return Precision(prec, "fp32", device_type, torch.float32, None)
     if prec == "fp16":
         return Precision(prec, prec, device_type, torch.float16, None)

@@ -149,7 +149,9 @@ class PromptTrainer(TrainerX):
     def build_model(self) -> None:
         cfg = self.cfg
         classnames = self.dm.dataset.classnames
-        self.precision: Precision = resolve_precision(self.method_cfg.PREC, self.device)
+        self.precision: Precision = resolve_precision(
+            self.method_cfg.PREC, self.device, on_cpu=cfg.MODEL.get("PREC_ON_CPU", False)
+        )
         print(self.precision.describe())
 
         print(f"Loading CLIP (backbone: {cfg.MODEL.BACKBONE.NAME})")
