@@ -218,7 +218,8 @@ class SemPT(GPATrainerMixin, PromptTrainer):
         desc_embeddings, description_prompts = None, None
         if node.DESC_ENCODER == "frozen":
             cache = SentenceEmbeddingCache.for_backbone(
-                cfg.MODEL.BACKBONE.NAME, self.precision.compute_dtype, node.DESC_CACHE_DIR, clip_model
+                cfg.MODEL.BACKBONE.NAME, self.precision.compute_dtype, node.DESC_CACHE_DIR, clip_model,
+                variant=self.precision.cache_variant(),
             )
             text_encoder.to(self.device)
             with self.precision.autocast():

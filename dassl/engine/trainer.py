@@ -491,16 +491,20 @@ class TrainerBase:
         unscaled. The place for gradient surgery (e.g. ProGrad's projection) or clipping."""
 
     def model_update(self, names=None) -> None:
-        for name in self.get_model_names(names):
-            optim = self._optims[name]
-            if optim is None:
-                continue
-            if self.scaler is None:
+        optims = [self._optims[name] for name in self.get_model_names(names) if self._optims[name] is not None]
+        if self.scaler is None:
+            for optim in optims:
                 optim.step()
-            else:
-                self.scaler.step(optim)  # skips the step if the unscaled gradients are not finite
-        if self.scaler is not None:
-            self.scaler.update()
+            return
+        # One loss, one decision: the scaler would skip only the optimizers whose own gradients
+        # overflowed, so with several (per-module learning rates) one module could move while
+        # another is skipped. Any non-finite gradient skips every step; the update lowers the scale.
+        finite = all(torch.isfinite(p.grad).all() for optim in optims for group in optim.param_groups
+                     for p in group["params"] if p.grad is not None)
+        if finite:
+            for optim in optims:
+                self.scaler.step(optim)
+        self.scaler.update()
 
     def model_backward_and_update(self, loss: torch.Tensor, names=None) -> None:
         """One optimisation step: zero the gradients, backward, ``after_backward()``, step."""
@@ -516,6 +520,9 @@ class SimpleTrainer(TrainerBase):
 
     def __init__(self, cfg) -> None:
         super().__init__()
+        # The config as given, before check_cfg resolves aliases and defaults in place: what a
+        # run folder's record was written from (train.py), so what resuming compares with it.
+        self.cfg_as_given = cfg.clone()
         self.check_cfg(cfg)
         self.device = torch.device("cuda" if torch.cuda.is_available() and cfg.USE_CUDA else "cpu")
         self.start_epoch = self.epoch = 0
@@ -558,7 +565,7 @@ class SimpleTrainer(TrainerBase):
 
     def before_train(self) -> None:
         directory = self.cfg.RESUME or self.output_dir
-        check_resumable(directory, self.cfg)
+        check_resumable(directory, self.cfg_as_given)
         self.start_epoch = self.resume_model_if_exist(directory)
         # What a killed run left: temporaries of checkpoint writes, and epoch files older than
         # the fallback (a kill between saving an epoch and dropping the one before).

@@ -33,3 +33,13 @@ def test_cache_for_a_backbone_is_keyed_by_file_and_dtype(tiny_clip_path, tmp_pat
 def test_cache_for_an_unknown_backbone_names_it(tmp_path):
     with pytest.raises(Exception, match="ViT-B/99"):
         SentenceEmbeddingCache.for_backbone("ViT-B/99", torch.float32, tmp_path)
+
+
+def test_the_cache_is_keyed_by_the_precision_mode_not_only_its_dtype(tiny_clip_path, tmp_path):
+    from trainers.common.precision import resolve_precision
+
+    amp, fp16 = (resolve_precision(p, "cpu", on_cpu=True) for p in ("amp", "fp16"))
+    assert amp.compute_dtype == fp16.compute_dtype == torch.float16  # alike by dtype, not by numbers
+    paths = {SentenceEmbeddingCache.for_backbone(tiny_clip_path, p.compute_dtype, tmp_path, variant=p.cache_variant()).path
+             for p in (amp, fp16)}
+    assert len(paths) == 2

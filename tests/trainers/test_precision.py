@@ -289,7 +289,7 @@ def test_sempt_fusion_norms_in_half_precision_do_not_overflow(prec, device, data
     """SemPT expands ||t_c + beta a_c||^2 into inner products; in half precision beta^2 ||a||^2
     overflows fp16 (max 65504) at beta = 300. The trainer computes the fusion in float32
     from half-precision features, so it stays finite and equals the plain formula."""
-    from trainers.sempt.fusion import attribute_logits, naive_attribute_logits
+    from trainers.parts.fusion import attribute_logits, naive_attribute_logits
 
     trainer, config, _ = method("SemPT")
     beta = 300.0

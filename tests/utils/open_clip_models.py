@@ -1,7 +1,8 @@
 """Tiny random-weight open_clip model configs, one per family, for tests (no network).
 
-* ``tiny-last-token``: SigLIP-shaped text tower (``custom_text``, no causal mask, the last
-  position pooled, projection bias, logit bias, 64 positions) on an open_clip ViT;
+* ``tiny-last-token``: SigLIP-shaped: its text tower (``custom_text``, no causal mask, the last
+  position pooled, projection bias, logit bias, 64 positions) and its vision tower, a timm ViT
+  without class token pooled by attention (``map``), registered as ``vit_test_tiny_map``;
 * ``tiny-eva``: EVA02-shaped, open_clip's causal text tower and a timm EVA vision tower
   (rotary position embeddings), registered with timm as ``eva02_test_tiny``;
 * ``tiny-hf-text``: SigLIP 2-shaped, with a HuggingFace tokenizer of its own (no start
@@ -25,7 +26,8 @@ CONFIGS: Dict[str, dict] = {
         "embed_dim": 64,
         "init_logit_bias": -10,
         "custom_text": True,
-        "vision_cfg": {"image_size": 64, "layers": 4, "width": 64, "patch_size": 8},
+        "vision_cfg": {"image_size": 64, "timm_model_name": "vit_test_tiny_map", "timm_model_pretrained": False,
+                       "timm_pool": "map", "timm_proj": "none"},
         "text_cfg": dict(TEXT, context_length=64, no_causal_mask=True, proj_bias=True, pool_type="last"),
     },
     "tiny-eva": {
@@ -70,14 +72,22 @@ def write_hf_tokenizer(folder: Path) -> Path:
     return folder
 
 
-def register_tiny_eva() -> None:
-    """Register ``eva02_test_tiny`` with timm: EVA02's block design (SwiGLU, rotary embeddings)
-    at width 64, 4 blocks, 56 px input in 14 px patches."""
+def register_tiny_timm_towers() -> None:
+    """Register with timm ``eva02_test_tiny`` (EVA02's block design: SwiGLU, rotary embeddings;
+    width 64, 4 blocks, 56 px input in 14 px patches) and ``vit_test_tiny_map`` (SigLIP's: no
+    class token, attention pooling; width 64, 4 blocks, 64 px input in 8 px patches)."""
     from timm.models import is_model, register_model
     from timm.models.eva import _create_eva
+    from timm.models.vision_transformer import _create_vision_transformer
 
     if is_model("eva02_test_tiny"):
         return
+
+    @register_model
+    def vit_test_tiny_map(pretrained: bool = False, **kwargs):
+        args = dict(img_size=64, patch_size=8, embed_dim=64, depth=4, num_heads=1, class_token=False,
+                    global_pool="map")
+        return _create_vision_transformer("vit_base_patch16_siglip_224", pretrained=False, **dict(args, **kwargs))
 
     @register_model
     def eva02_test_tiny(pretrained: bool = False, **kwargs):
@@ -89,7 +99,7 @@ def register_tiny_eva() -> None:
 def write_config(folder: Path, name: str) -> Path:
     """Write the model config ``name`` as ``folder/<name>.json`` (timm's tiny EVA registered,
     the tiny HuggingFace tokenizer written beside it)."""
-    register_tiny_eva()
+    register_tiny_timm_towers()
     config = json.loads(json.dumps(CONFIGS[name]))
     if name == "tiny-hf-text":
         tokenizer = write_hf_tokenizer(Path(folder) / "hf_tokenizer")

@@ -34,8 +34,9 @@ def project_cache_dir() -> Path:
     return Path(os.environ.get(PROJECT_CACHE_ENV) or "~/.cache/sempt").expanduser()
 
 
-def backbone_key(backbone: str, checkpoint: Path | str, dtype: torch.dtype) -> str:
-    """Identity of the CLIP weights (at ``dtype``) whose outputs a cache holds.
+def backbone_key(backbone: str, checkpoint: Path | str, dtype: torch.dtype, variant: str = "") -> str:
+    """Identity of the CLIP weights (at ``dtype``; ``variant``: anything else the outputs depend
+    on, e.g. the precision mode and device) whose outputs a cache holds.
 
     Named CLIP models are identified by the SHA-256 in their download URL; a
     checkpoint file by its resolved path, size and modification time (hashing a
@@ -50,7 +51,7 @@ def backbone_key(backbone: str, checkpoint: Path | str, dtype: torch.dtype) -> s
     else:
         stat = checkpoint.stat()
         identity = f"{checkpoint.resolve()}|{stat.st_size}|{stat.st_mtime_ns}"
-    digest = hashlib.sha256(f"{identity}|{dtype}".encode()).hexdigest()[:16]
+    digest = hashlib.sha256(f"{identity}|{dtype}{'|' + variant if variant else ''}".encode()).hexdigest()[:16]
     readable = "".join(ch if ch.isalnum() else "-" for ch in Path(backbone).stem)[:40]
     return f"{readable}-{digest}"
 

@@ -79,6 +79,11 @@ class Precision:
             clip.model.convert_weights(clip_model)
         return clip_model
 
+    def cache_variant(self) -> str:
+        """What, besides the compute dtype, a cached output depends on: the mode (fp16 weights
+        vs autocast) and the device's kernels."""
+        return f"{self.name}-{self.device_type}"
+
     def describe(self) -> str:
         if self.requested != self.name:
             return (f"Precision: {self.name} on {self.device_type} (PREC={self.requested} applies "

@@ -49,12 +49,14 @@ class SentenceEmbeddingCache:
 
     @classmethod
     def for_backbone(
-        cls, backbone: str, dtype: torch.dtype, directory: str | Path = "", clip_model: Optional[nn.Module] = None
+        cls, backbone: str, dtype: torch.dtype, directory: str | Path = "", clip_model: Optional[nn.Module] = None,
+        variant: str = "",
     ) -> "SentenceEmbeddingCache":
         """The cache of the text encoder of ``MODEL.BACKBONE.NAME`` ``backbone`` run at ``dtype``,
         in ``directory`` (empty: :func:`default_cache_dir`); ``clip_model``, the loaded model,
-        identifies an open_clip backbone."""
-        key = backbone_key(backbone, backbone_identity(backbone, clip_model), dtype)
+        identifies an open_clip backbone; ``variant`` what else the embeddings depend on (the
+        precision mode and device: amp and fp16 both compute in float16, not alike)."""
+        key = backbone_key(backbone, backbone_identity(backbone, clip_model), dtype, variant)
         return cls(Path(directory) if directory else default_cache_dir(), key)
 
     def lookup(self, texts: Sequence[str]) -> Tuple[List[int], List[str]]:

@@ -138,7 +138,7 @@ class DescriptionClassifier(PromptTrainer):
         sentences = self.class_sentences(cfg, classnames)
         cache = SentenceEmbeddingCache.for_backbone(
             cfg.MODEL.BACKBONE.NAME, self.precision.compute_dtype, self.method_cfg.DESC_CACHE_DIR,
-            clip_model=clip_model,
+            clip_model=clip_model, variant=self.precision.cache_variant(),
         )
         text_encoder = TextEncoder(clip_model).to(self.device)
         with self.precision.autocast():
