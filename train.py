@@ -144,6 +144,7 @@ def extend_cfg(cfg) -> None:
 def setup_cfg(args: argparse.Namespace):
     cfg = get_cfg_default()
     extend_cfg(cfg)
+    run_record.register_defaults(cfg)  # keys added since a run was recorded count at their defaults
     if args.dataset_config_file:
         cfg.merge_from_file(args.dataset_config_file)
     if args.config_file:

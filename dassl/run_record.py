@@ -169,11 +169,28 @@ def _show(value: Any) -> str:
     return value if value == _ABSENT else json.dumps(value)
 
 
+#: :func:`result_keys` of the code's default config, once a config was built in this process
+#: (:func:`register_defaults`): a key the code added after a run was recorded is no difference
+#: while it holds its default, which by convention keeps the behaviour from before the key.
+_DEFAULT_KEYS: Dict[str, Any] = {}
+
+
+def register_defaults(default_cfg: Any) -> None:
+    """Record the code's default config (``train.py`` does, before merging any file into it)."""
+    _DEFAULT_KEYS.update(result_keys(default_cfg))
+
+
 def differences(recorded: Mapping[str, Any], now: Mapping[str, Any]) -> List[Difference]:
-    """Each key whose value differs between two :func:`result_keys` maps, sorted."""
+    """Each key whose value differs between two :func:`result_keys` maps, sorted; a key absent
+    from ``recorded`` (added to the code since) at its registered default is not one."""
     keys = sorted(set(recorded) | set(now))
-    return [Difference(k, recorded.get(k, _ABSENT), now.get(k, _ABSENT)) for k in keys
-            if recorded.get(k, _ABSENT) != now.get(k, _ABSENT)]
+    found = []
+    for k in keys:
+        old, new = recorded.get(k, _ABSENT), now.get(k, _ABSENT)
+        if old == new or (old is _ABSENT and k in _DEFAULT_KEYS and new == _DEFAULT_KEYS[k]):
+            continue
+        found.append(Difference(k, old, new))
+    return found
 
 
 def format_differences(diffs: Sequence[Difference], indent: str = "  ") -> str:

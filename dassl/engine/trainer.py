@@ -108,10 +108,11 @@ def check_resumable(directory: str, cfg) -> None:
     if record is None:
         return
     keys = run_record.result_keys(cfg)
-    if record["fingerprint"] != run_record.fingerprint(keys):
+    diffs = run_record.differences(record["keys"], keys) if record["fingerprint"] != run_record.fingerprint(keys) else []
+    if diffs:
         raise RuntimeError(
             f'Cannot resume from "{directory}": its run was made with another config:\n'
-            f"{run_record.format_differences(run_record.differences(record['keys'], keys))}\n"
+            f"{run_record.format_differences(diffs)}\n"
             "Resume it with its own config, or train into another folder."
         )
 

@@ -240,3 +240,20 @@ def test_parse_test_res_leaves_out_an_evaluation_of_a_replaced_model(toy_root, t
     assert f"note: left out {new}: the model it evaluated ({base}) has since been replaced" in table
     row = next(line for line in table.splitlines() if line.startswith("EngineToyTrainer"))
     assert row.split()[-2:] == ["-", "1/0"]  # HM and seeds: the evaluation is not counted
+
+
+def test_a_key_added_to_the_code_since_a_run_is_no_difference_at_its_default(toy_root, tmp_path):
+    out = tmp_path / "run"
+    run(toy_argv(toy_root, out))
+    record_file = out / run_record.RECORD_FILE
+    record = json.loads(record_file.read_text())
+    added = "MODEL.PREC_ON_CPU"  # as if the run was recorded before the key existed
+    assert record["keys"].pop(added) is False
+    record["fingerprint"] = run_record.fingerprint(record["keys"])
+    record_file.write_text(json.dumps(record))
+
+    def state(*opts):
+        return train.finished_cli([str(out)] + toy_argv(toy_root, out, *opts))
+
+    assert state() == 0  # the new key at its default: the run is this command's
+    assert state(added, "True") == 3  # set otherwise, it is another config
