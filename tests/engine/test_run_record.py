@@ -17,18 +17,9 @@ from dassl.engine import build_trainer
 from dassl.engine.trainer import SimpleTrainer
 
 from tests.engine.engine_toy import toy_cfg
-from tests.engine.test_train_script import TOY_OPTS
-
-
-@pytest.fixture(autouse=True)
-def offline_components(monkeypatch):
-    monkeypatch.setattr(train, "register_components", lambda: None)
-    monkeypatch.setattr(train, "extend_cfg", lambda cfg: None)
-    monkeypatch.setattr(train, "collect_env_info", lambda: "env")
-
-
-def run(argv):
-    train.main(train.build_parser().parse_args(argv))
+# The toy runs of train.py's tests: their options, the autouse fixture that keeps the real
+# datasets and trainers out, and the in-process run.
+from tests.engine.test_train_script import TOY_OPTS, offline_components, run  # noqa: F401
 
 
 def toy_argv(toy_root, out, *opts):
