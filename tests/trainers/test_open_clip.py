@@ -220,3 +220,13 @@ def test_every_method_trains_on_every_family(method, family, families, synthetic
     assert all(v == v for v in _losses(log))  # finite (no NaN)
     if not method.eval_only:
         assert checkpoints(tmp_path / "run")
+
+
+def test_a_config_file_names_its_tokenizer_whatever_its_file_name(tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    # open_clip would pick SigLIP's downloaded tokenizer for any *name* containing "siglip".
+    config = write_config(tmp_path, "tiny-last-token")
+    renamed = tmp_path / "tiny-siglip-shaped.json"
+    renamed.write_text(config.read_text())
+    model = load_open_clip(f"open_clip:{renamed}", "random")
+    assert model.text_spec.context_length == 64 and model.text_spec.tokenize(["a zorbel"]).shape == (1, 64)

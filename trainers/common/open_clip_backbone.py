@@ -129,10 +129,12 @@ class OpenCLIP(nn.Module):
     #: open_clip's transformer blocks take ``(N, L, width)`` (OpenAI's take ``(L, N, width)``).
     batch_first = True
 
-    def __init__(self, model: nn.Module, model_name: str, pretrained: str, identity: str) -> None:
+    def __init__(self, model: nn.Module, model_name: str, pretrained: str, identity: str,
+                 config_file: Optional[Path] = None) -> None:
         super().__init__()
         open_clip = _open_clip()
         self.model_name = model_name
+        self.config_file = config_file
         self.pretrained = pretrained
         self.identity = identity
         text = model.text if isinstance(model, open_clip.CustomTextCLIP) else model
@@ -175,7 +177,7 @@ class OpenCLIP(nn.Module):
                 f"open_clip:{self.model_name}: text pooling {self.text_pool_type!r}; prompt learners need "
                 f"one sentence feature ({', '.join(POOLINGS)})"
             )
-        tokenizer = open_clip.get_tokenizer(self.model_name)
+        tokenizer = self._tokenizer(open_clip)
         if tokenizer.context_length != self.context_length:
             raise ValueError(
                 f"open_clip:{self.model_name}: the tokenizer writes {tokenizer.context_length} tokens, "
@@ -202,6 +204,18 @@ class OpenCLIP(nn.Module):
             name=f"open_clip:{self.model_name}",
             max_tokens=self.context_length - n_special,
         )
+
+    def _tokenizer(self, open_clip):
+        """The model's tokenizer: open_clip's for a named model; for a model config file, the one
+        the file names (``text_cfg.hf_tokenizer_name``), else CLIP's BPE, never one guessed from
+        the file's name (open_clip picks SigLIP's, a download, for any name containing "siglip")."""
+        if self.config_file is None:
+            return open_clip.get_tokenizer(self.model_name)
+        text = json.loads(self.config_file.read_text(encoding="utf-8")).get("text_cfg", {})
+        if text.get("hf_tokenizer_name"):
+            return open_clip.get_tokenizer(self.model_name)
+        return open_clip.tokenizer.SimpleTokenizer(context_length=text.get("context_length", 77),
+                                                   **text.get("tokenizer_kwargs", {}))
 
     # -- what the CLIP pieces read ----------------------------------------------------
     @property
@@ -348,7 +362,8 @@ def load_open_clip(name: str, pretrained: str, download: Optional[bool] = None) 
         except (OSError, RuntimeError, ValueError) as err:
             raise _weights_error(model_name, pretrained, err) from err
         weights = pretrained
-    return OpenCLIP(model.float().eval(), model_name, pretrained, f"open_clip|{config_id}|{weights}")
+    config_file = Path(spec).expanduser() if spec.endswith(".json") else None
+    return OpenCLIP(model.float().eval(), model_name, pretrained, f"open_clip|{config_id}|{weights}", config_file)
 
 
 def convert_openai_checkpoint(openai_checkpoint: Path | str, weights_out: Path | str, config_out: Path | str) -> None:
