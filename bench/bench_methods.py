@@ -185,6 +185,10 @@ def bench_one(method: Method, arch: str, classes: int, prec: str, args, data: st
 
     try:
         result.text_ms = timed(text_side, args.steps, args.warmup, args.device)
+    except RuntimeError as err:  # nothing on the text side requires grad: its features are fixed (VPT)
+        if "does not require grad" not in str(err):
+            raise
+        result.note = "text side frozen (fixed template features)"
     except (TypeError, NotImplementedError, AttributeError):
         if not hasattr(model, "text_features"):  # the linear probe: a head on image features
             result.note = "no text side (fits once by L-BFGS; the step is the image encoder and head)"
