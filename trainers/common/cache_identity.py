@@ -34,6 +34,12 @@ def project_cache_dir() -> Path:
     return Path(os.environ.get(PROJECT_CACHE_ENV) or "~/.cache/sempt").expanduser()
 
 
+def file_identity(path: Path) -> str:
+    """A weights file's identity for caches: resolved path, size and modification time."""
+    stat = path.stat()
+    return f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}"
+
+
 def backbone_key(backbone: str, checkpoint: Path | str, dtype: torch.dtype, variant: str = "") -> str:
     """Identity of the CLIP weights (at ``dtype``; ``variant``: anything else the outputs depend
     on, e.g. the precision mode and device) whose outputs a cache holds.
@@ -49,8 +55,7 @@ def backbone_key(backbone: str, checkpoint: Path | str, dtype: torch.dtype, vari
     elif backbone in clip.clip._MODELS:
         identity = clip.clip._MODELS[backbone].split("/")[-2]
     else:
-        stat = checkpoint.stat()
-        identity = f"{checkpoint.resolve()}|{stat.st_size}|{stat.st_mtime_ns}"
+        identity = file_identity(checkpoint)
     digest = hashlib.sha256(f"{identity}|{dtype}{'|' + variant if variant else ''}".encode()).hexdigest()[:16]
     readable = "".join(ch if ch.isalnum() else "-" for ch in Path(backbone).stem)[:40]
     return f"{readable}-{digest}"
@@ -116,5 +121,6 @@ __all__ = [
     "compute_identity",
     "default_feature_cache_dir",
     "device_description",
+    "file_identity",
     "project_cache_dir",
 ]

@@ -30,6 +30,7 @@ from typing import Iterator, Optional
 import torch
 from torch import nn
 
+from .cache_identity import file_identity
 from .text_spec import POOLINGS, TextSpec
 
 OPEN_CLIP_PREFIX = "open_clip:"
@@ -279,11 +280,6 @@ def projected_width(projection, width: int) -> int:
     if projection is None:
         return width
     return projection.out_features if isinstance(projection, nn.Linear) else projection.shape[1]
-
-
-def file_identity(path: Path) -> str:
-    stat = path.stat()
-    return f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}"
 
 
 @contextlib.contextmanager
